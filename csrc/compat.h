@@ -1,0 +1,57 @@
+/*
+** compat.h: the few Lua C API differences between 5.1/LuaJIT, 5.2, 5.3
+** and 5.4 that the core meets, hidden behind one spelling each.
+*/
+#ifndef CPS_COMPAT_H
+#define CPS_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#ifndef LUA_OK
+#define LUA_OK 0
+#endif
+
+#if LUA_VERSION_NUM >= 504
+/* resume `co` with `nargs` values; *nres gets the number of results */
+#define cps_resume(co, from, nargs, nres) lua_resume((co), (from), (nargs), (nres))
+#elif LUA_VERSION_NUM >= 502
+static inline int cps_resume(lua_State *co, lua_State *from, int nargs, int *nres) {
+    int st = lua_resume(co, from, nargs);
+    *nres = lua_gettop(co);
+    return st;
+}
+#else
+static inline int cps_resume(lua_State *co, lua_State *from, int nargs, int *nres) {
+    int st;
+    (void)from;
+    st = lua_resume(co, nargs);
+    *nres = lua_gettop(co);
+    return st;
+}
+#endif
+
+#if LUA_VERSION_NUM < 502
+#define lua_rawlen(L, i) lua_objlen((L), (i))
+#define luaL_setfuncs(L, reg, nup) luaL_register((L), NULL, (reg))
+#define luaL_newlibtable(L, reg) lua_createtable((L), 0, sizeof(reg) / sizeof((reg)[0]) - 1)
+#define luaL_newlib(L, reg) (luaL_newlibtable((L), (reg)), luaL_setfuncs((L), (reg), 0))
+static inline void *luaL_testudata(lua_State *L, int i, const char *tname) {
+    void *p = lua_touserdata(L, i);
+    if (p == NULL || !lua_getmetatable(L, i))
+        return NULL;
+    luaL_getmetatable(L, tname);
+    if (!lua_rawequal(L, -1, -2))
+        p = NULL;
+    lua_pop(L, 2);
+    return p;
+}
+#endif
+
+#if defined(__GNUC__)
+#define CPS_EXPORT __attribute__((visibility("default")))
+#else
+#define CPS_EXPORT
+#endif
+
+#endif

@@ -1,0 +1,118 @@
+/*
+** loop.h: the dispatcher. One struct cps_loop per loaded copas instance;
+** bind_loop.c exposes it to Lua. A step reads as its phases:
+**   settle interest -> wait -> fired descriptors -> due timers -> run
+*/
+#ifndef CPS_LOOP_H
+#define CPS_LOOP_H
+
+#include <lua.h>
+
+#include "heap.h"
+#include "poller.h"
+#include "ready.h"
+#include "taskset.h"
+#include "thread.h"
+#include "waitset.h"
+
+#define CPS_FIRED_MAX 1024
+
+/* tags of heap nodes: which member of struct cps_thread a node is */
+enum { CPS_NODE_SLEEP = 1, CPS_NODE_TIMEOUT = 2 };
+
+/* Lua hooks the Lua layer installs, indices in the hooks table */
+enum {
+    CPS_HOOK_END = 1,       /* (co, err|nil, skt|nil, autoclose_skt|nil, errored) */
+    CPS_HOOK_ACCEPT = 2,    /* (server) */
+    CPS_HOOK_TIMEOUT = 3,   /* (callback, co) */
+    CPS_HOOK_DEBUG = 4      /* ("resume", co) */
+};
+
+struct cps_stats {
+    int on;
+    unsigned long steps;
+    double tot, min, max, min_ever, max_ever;   /* seconds in run phases */
+    double start;                               /* wall clock of window */
+};
+
+struct cps_loop {
+    const struct cps_poller_ops *ops;
+    struct cps_poller *poller;
+    struct cps_threads threads;
+    struct cps_ready ready;
+    struct cps_heap heap;
+    struct cps_waitset ws;
+    struct cps_fired fired[CPS_FIRED_MAX];
+    size_t n_sleep;         /* CPS_T_SLEEP threads */
+    size_t n_io;            /* CPS_T_IO threads */
+    size_t n_io_deadline;   /* of which with a deadline */
+    size_t n_idle;          /* CPS_T_FOREVER and CPS_T_JOIN threads */
+    size_t n_idle_timeout;  /* CPS_T_FOREVER threads with an armed timeout */
+    size_t n_timeouts;      /* armed copas.timeout()s */
+    size_t n_servers;
+    size_t n_queued;        /* CPS_T_QUEUED threads */
+    struct cps_thread *current;
+    int stepping;
+    int debug;
+    int socks_ref;          /* registry: table fd -> socket object */
+    int hooks_ref;          /* registry: table of hooks */
+    int idle_ref;           /* registry: weak-valued table thread -> coroutine */
+    struct cps_stats stats;
+};
+
+int cps_loop_init(struct cps_loop *loop, const struct cps_poller_ops *ops);
+/* release everything; L is used to drop registry references */
+void cps_loop_close(lua_State *L, struct cps_loop *loop);
+
+/* one round: 1 if descriptors fired, 0 if not, -errno if the poller failed */
+int cps_loop_step(lua_State *L, struct cps_loop *loop, double timeout);
+
+/* nothing left that could run */
+int cps_loop_finished(const struct cps_loop *loop);
+
+/* a new thread running the function at the top of L with nargs arguments
+   below... see bind_loop.c; returns it or NULL on memory errors */
+struct cps_thread *cps_loop_spawn(lua_State *L, struct cps_loop *loop, int nargs);
+
+/* resume a READY thread now, outside the run phase (UDP addserver) */
+void cps_loop_run_now(lua_State *L, struct cps_loop *loop, struct cps_thread *th);
+
+/* wake a thread in pause/pauseforever: 1, or 0 when it is not sleeping */
+int cps_loop_wakeup(lua_State *L, struct cps_loop *loop, struct cps_thread *th);
+
+/* detach `th` from what it waits on and make it ready */
+void cps_loop_make_ready(struct cps_loop *loop, struct cps_thread *th, int resume);
+
+/* forget `th` entirely (not running); pushes its autoclose socket or nil */
+void cps_loop_drop(lua_State *L, struct cps_loop *loop, struct cps_thread *th);
+
+/* drop every thread but the running ones; pushes a table of sockets to close */
+void cps_loop_remove_all(lua_State *L, struct cps_loop *loop);
+
+/* arm (delay > 0) or cancel (delay <= 0) the copas.timeout of `th`;
+   the callback is at the top of L when arming (popped) */
+void cps_loop_set_timeout(lua_State *L, struct cps_loop *loop, struct cps_thread *th, double delay);
+
+/* wake everyone waiting on the socket at `idx` and forget its descriptor */
+void cps_loop_forget_socket(lua_State *L, struct cps_loop *loop, int idx);
+
+/* register/unregister the socket at `idx` as a server: 0 or -errno */
+int cps_loop_add_server(lua_State *L, struct cps_loop *loop, int idx);
+void cps_loop_remove_server(lua_State *L, struct cps_loop *loop, int idx);
+
+/* the thread of coroutine co, or NULL; a pauseforever thread whose
+   coroutine was collected is purged on the way */
+struct cps_thread *cps_loop_thread(lua_State *L, struct cps_loop *loop, lua_State *co);
+
+/* purge every collected pauseforever thread */
+void cps_loop_sweep(lua_State *L, struct cps_loop *loop);
+
+/* the descriptor of the socket at `idx` (its getfd()), or -1 */
+int cps_loop_getfd(lua_State *L, int idx);
+
+/* task sets */
+struct cps_thread *cps_loop_spawn_task(lua_State *L, struct cps_loop *loop,
+                                       struct cps_taskset *s, int nargs);
+void cps_loop_untask(struct cps_loop *loop, struct cps_thread *th);
+
+#endif

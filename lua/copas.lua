@@ -1,0 +1,1114 @@
+-------------------------------------------------------------------------------
+-- Copas: coroutine-oriented networking over LuaSocket and LuaSec.
+--
+-- The public API of Copas 4.11. Scheduling, waiting sets and timers live in
+-- the C module `copas.core`; this file normalises arguments, wraps sockets
+-- and turns each wait into a yield of `(what, queue[, deadline])` that the
+-- core interprets.
+-- @module copas
+-------------------------------------------------------------------------------
+
+local core = require "copas.core"
+
+local has_socket, socket = pcall(require, "socket")
+if not has_socket then socket = nil end
+
+local coroutine_running = coroutine.running
+local yield = coroutine.yield
+local now = core.now
+local type, tostring, select, pcall, error = type, tostring, select, pcall, error
+local setmetatable, getmetatable, rawget = setmetatable, getmetatable, rawget
+local unpack = table.unpack or unpack  -- luacheck: ignore 143 (unpack is 5.1's)
+local floor = math.floor
+
+local READ, WRITE, SLEEP, JOIN = core.READ, core.WRITE, core.SLEEP, core.JOIN
+
+-- submodules are loaded on first use; a fresh load of copas gets fresh ones
+local submodules = {
+  http = true, ftp = true, smtp = true, timer = true, lock = true,
+  semaphore = true, queue = true, future = true, limit = true,
+}
+for name in pairs(submodules) do
+  package.loaded["copas." .. name] = nil
+end
+
+local copas = {
+  _VERSION = "Copas 4.11.0 (copas-c 0.1.0, C dispatcher)",
+  _COPYRIGHT = "Copyright (C) 2026 the copas-c authors",
+  _DESCRIPTION = "Coroutine dispatcher over LuaSocket and LuaSec, with its scheduler in C",
+  running = false,
+  autoclose = true,
+}
+
+setmetatable(copas, {
+  __call = function(_, ...) return copas.loop(...) end,
+  __index = function(self, key)
+    if submodules[key] then
+      local mod = require("copas." .. key)
+      rawset(self, key, mod)
+      return mod
+    end
+  end,
+})
+
+local loop = core.new()
+copas._backend = loop:backend()
+
+local weak_keys = { __mode = "k" }
+local thread_names = setmetatable({}, weak_keys)
+local socket_names = setmetatable({}, weak_keys)
+local errhandlers = setmetatable({}, weak_keys)
+local raw_errors = setmetatable({}, weak_keys)      -- thread -> useSocketTimeoutErrors
+local sock_timeouts = setmetatable({}, weak_keys)   -- socket -> {connect, send, receive}
+local autoclose_of = setmetatable({}, weak_keys)    -- handler thread -> its client
+local servers = setmetatable({}, weak_keys)         -- server socket -> {handler, count}
+local exit_waiters = setmetatable({}, weak_keys)
+
+local debug_log                                     -- logger while debugging
+local exiting = false
+
+
+-------------------------------------------------------------------------------
+-- argument checks
+-------------------------------------------------------------------------------
+
+local function argerror(n, fname, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+end
+
+local function check_type(v, want, n, fname, optional)
+  local got = type(v)
+  if got ~= want and not (optional and v == nil) then
+    argerror(n, fname, want .. " expected, got " .. (v == nil and "no value" or got))
+  end
+end
+
+local function check_seconds(v, n, fname, optional)
+  check_type(v, "number", n, fname, optional)
+  if v ~= v then argerror(n, fname, "number expected, got NaN") end
+end
+
+
+-------------------------------------------------------------------------------
+-- names
+-------------------------------------------------------------------------------
+
+local function real_socket(skt)
+  if type(skt) == "table" and rawget(skt, "socket") ~= nil and getmetatable(skt)
+     and getmetatable(skt).copas_wrapper then
+    return skt.socket
+  end
+  return skt
+end
+
+--- Name of a thread: the one set, or `tostring(co)`.
+-- @param co coroutine (default: the running one)
+function copas.getthreadname(co)
+  co = co or coroutine_running()
+  return thread_names[co] or tostring(co)
+end
+
+--- Sets the name of a thread (default: the running one).
+-- Raises "expected arg #1 to be a string" for a non-string name.
+function copas.setthreadname(name, co)
+  if type(name) ~= "string" then error("expected arg #1 to be a string", 2) end
+  if co ~= nil and type(co) ~= "thread" then error("expected arg #2 to be a coroutine", 2) end
+  thread_names[co or coroutine_running()] = name
+end
+
+--- Name of a socket (a wrapper names its underlying socket).
+function copas.getsocketname(skt)
+  if skt == nil then error("expected arg #1 to be a socket", 2) end
+  skt = real_socket(skt)
+  return socket_names[skt] or tostring(skt)
+end
+
+--- Sets the name of a socket.
+function copas.setsocketname(name, skt)
+  if type(name) ~= "string" then error("expected arg #1 to be a string", 2) end
+  if skt == nil then error("expected arg #2 to be a socket", 2) end
+  socket_names[real_socket(skt)] = name
+end
+
+
+-------------------------------------------------------------------------------
+-- error handlers
+-------------------------------------------------------------------------------
+
+--- Error message with thread and socket names and a traceback.
+-- First line: `<msg> (coroutine: <name>, socket: <name>)`.
+function copas.gettraceback(msg, co, skt)
+  local co_name = co == nil and "nil" or copas.getthreadname(co)
+  local skt_name = skt == nil and "nil" or copas.getsocketname(skt)
+  msg = msg == nil and "" or tostring(msg)
+  local where = ("(coroutine: %s, socket: %s)"):format(co_name, skt_name)
+  msg = msg == "" and where or (msg .. " " .. where)
+  if type(co) == "thread" then
+    return debug.traceback(co, msg)
+  end
+  return debug.traceback(msg, 2)
+end
+
+local function print_handler(msg, co, skt)
+  print(copas.gettraceback(msg, co, skt))   -- the global print, looked up now
+end
+
+local default_handler = print_handler
+
+--- Sets the error handler of the running thread, or with `default` the
+-- handler of every thread that has none.
+function copas.seterrorhandler(handler, default)
+  if handler ~= nil and type(handler) ~= "function" then
+    error("Expected the handler to be a function, or nil", 2)
+  end
+  if default then
+    if handler == nil then
+      error("Expected the handler to be a function when setting the default", 2)
+    end
+    default_handler = handler
+  else
+    errhandlers[coroutine_running()] = handler
+  end
+end
+copas.setErrorHandler = copas.seterrorhandler
+
+--- Error handler of `co` (default: running thread), or the default one.
+function copas.geterrorhandler(co)
+  co = co or coroutine_running()
+  return errhandlers[co] or default_handler
+end
+
+local function call_handler(handler, err, co, skt)
+  local ok, e = pcall(handler, err, co, skt)
+  if not ok then
+    print("Failed executing error handler: " .. tostring(e))
+  end
+end
+
+
+-------------------------------------------------------------------------------
+-- hooks the core calls
+-------------------------------------------------------------------------------
+
+local function close_quietly(skt)
+  if skt ~= nil then pcall(copas.close, skt) end
+end
+
+local function accept_clients(server)
+  local srv = servers[server]
+  if srv == nil then return end
+  local tmo = sock_timeouts[server]
+  for _ = 1, 64 do
+    local client = server:accept()
+    if not client then return end
+    client:settimeout(0)
+    if tmo then
+      sock_timeouts[client] = { connect = tmo.connect, send = tmo.send, receive = tmo.receive }
+    end
+    local n = srv.count + 1
+    srv.count = n
+    local sname = copas.getsocketname(server)
+    socket_names[client] = sname .. ":client_" .. n
+    local co = loop:spawn(srv.handler, client)
+    thread_names[co] = sname .. ":handler_" .. n
+    if copas.autoclose then
+      autoclose_of[co] = client
+      loop:setsocket(co, client, true)
+    else
+      loop:setsocket(co, client, false)
+    end
+  end
+end
+
+local function thread_ended(co, err, skt, closeskt, errored)
+  if debug_log then debug_log(("exiting '%s'"):format(copas.getthreadname(co))) end
+  if errored then
+    call_handler(errhandlers[co] or default_handler, err, co, skt)
+  end
+  if closeskt ~= nil then close_quietly(closeskt) end
+end
+
+-- A timeout callback runs in an internal thread named "copas_core_timer";
+-- its errors reach the default handler from inside the failing stack, so
+-- the traceback shows the callback's frames.
+local function timeout_failed(err)
+  call_handler(default_handler, err, nil, nil)
+end
+
+local function run_timeout(callback, co)
+  if callback == nil then return end
+  local tco = coroutine.create(function()
+    return xpcall(function() return callback(co) end, timeout_failed)
+  end)
+  thread_names[tco] = "copas_core_timer"
+  local ok, err = coroutine.resume(tco)
+  if ok and coroutine.status(tco) ~= "dead" then
+    timeout_failed("a copas.timeout callback may not yield")
+  elseif not ok then
+    timeout_failed(err)
+  end
+end
+
+local function resuming(what, co)
+  if debug_log then debug_log(("%sing '%s'"):format(what, copas.getthreadname(co))) end
+end
+
+loop:sethooks { thread_ended, accept_clients, run_timeout, resuming }
+
+
+-------------------------------------------------------------------------------
+-- threads
+-------------------------------------------------------------------------------
+
+--- Adds a thread running `fn(...)`, first resumed in a later round.
+-- @return the coroutine
+function copas.addthread(fn, ...)
+  check_type(fn, "function", 1, "addthread")
+  return loop:spawn(fn, ...)
+end
+
+--- As `addthread`, with a name. `addnamedthread(fn, name, ...)` is accepted.
+function copas.addnamedthread(name, fn, ...)
+  if type(name) == "function" and (type(fn) == "string" or fn == nil) then
+    name, fn = fn, name
+  end
+  check_type(fn, "function", 2, "addnamedthread")
+  if name ~= nil and type(name) ~= "string" then argerror(1, "addnamedthread", "string expected") end
+  local co = loop:spawn(fn, ...)
+  if name then thread_names[co] = name end
+  return co
+end
+
+--- Removes a thread wherever it is waiting; it is never resumed again.
+-- Anything else (not a copas thread, dead, nil) is ignored.
+function copas.removethread(co)
+  if type(co) ~= "thread" then return end
+  local closeskt = loop:remove(co)
+  autoclose_of[co] = nil
+  if closeskt ~= nil then close_quietly(closeskt) end
+end
+
+--- Yields for `s` seconds (nil, 0 or negative: one round).
+-- @return the seconds actually slept
+function copas.pause(s)
+  if s ~= nil then check_seconds(s, 1, "pause") end
+  if s == nil or s < 0 then s = 0 end
+  if debug_log then
+    debug_log(("yielding '%s' to SLEEP for %s seconds"):format(copas.getthreadname(), tostring(s)))
+  end
+  return yield(s, SLEEP)
+end
+
+--- Yields until `copas.wakeup` is called for this thread.
+-- @return the seconds slept
+function copas.pauseforever()
+  if debug_log then
+    debug_log(("yielding '%s' to SLEEP for %s seconds"):format(copas.getthreadname(), "-1"))
+  end
+  return yield(-1, SLEEP)
+end
+
+--- Deprecated: negative sleeps until woken, nil/0 a round, positive seconds.
+function copas.sleep(s)
+  if s ~= nil then check_seconds(s, 1, "sleep") end
+  if s ~= nil and s < 0 then
+    copas.pauseforever()
+  else
+    copas.pause(s)
+  end
+end
+
+--- Wakes a thread in `pause`/`pauseforever`/`sleep`.
+-- @return true | nil, "not sleeping"
+function copas.wakeup(co)
+  check_type(co, "thread", 1, "wakeup")
+  return loop:wakeup(co)
+end
+
+--- Arms (delay > 0), or cancels (0 or math.huge), the running thread's
+-- timeout; on expiry `callback(co)` runs in an internal thread.
+-- @return true
+function copas.timeout(delay, callback)
+  check_seconds(delay, 1, "timeout")
+  if delay < 0 then argerror(1, "timeout", "timeout must not be negative") end
+  check_type(callback, "function", 2, "timeout", true)
+  if loop:current() == nil then
+    error("copas.timeout must be called from inside a copas thread", 2)
+  end
+  loop:timeout(delay, callback)
+  return true
+end
+
+--- Number of armed timeouts.
+function copas.gettimeouts()
+  local _, _, _, _, _, timeouts = loop:status()
+  return timeouts
+end
+
+
+-------------------------------------------------------------------------------
+-- loop
+-------------------------------------------------------------------------------
+
+--- Wall-clock seconds since the epoch.
+copas.gettime = core.gettime
+
+--- True when nothing is left to run or wait for.
+function copas.finished()
+  return loop:finished()
+end
+
+--- One round of the scheduler.
+-- @return true (descriptors were ready) | false | nil, err
+function copas.step(timeout)
+  if timeout ~= nil then check_seconds(timeout, 1, "step") end
+  return loop:step(timeout)
+end
+
+--- Marks the program as exiting and releases `waitforexit` threads.
+function copas.exit()
+  exiting = true
+  for co in pairs(exit_waiters) do
+    exit_waiters[co] = nil
+    loop:wakeup(co)
+  end
+end
+
+--- @return true after `exit()` until the next `loop` starts
+function copas.exiting()
+  return exiting
+end
+
+--- Yields until `exit()` is called.
+function copas.waitforexit()
+  while not exiting do
+    exit_waiters[coroutine_running()] = true
+    copas.pauseforever()
+  end
+end
+
+--- Runs threads until nothing is left; `init` (a function) becomes the
+-- thread "copas_initializer"; `timeout` caps each wait.
+function copas.loop(init, timeout)
+  if copas.running then
+    error("copas.loop: the loop is already running", 2)
+  end
+  if type(init) == "function" then
+    copas.addnamedthread("copas_initializer", init)
+  else
+    timeout = init or timeout
+  end
+  if timeout ~= nil then check_seconds(timeout, 2, "loop") end
+  exiting = false
+  copas.running = true
+  while true do
+    loop:step(timeout)
+    if loop:finished() then
+      if exiting then break end
+      copas.exit()
+    end
+  end
+  copas.running = false
+end
+
+--- Drops every thread but the caller, every timeout, server and socket wait.
+-- @return true
+function copas.removeall()
+  local to_close = loop:removeall()
+  for skt in pairs(to_close) do
+    servers[skt] = nil
+    close_quietly(skt)
+  end
+  for k in pairs(servers) do servers[k] = nil end
+  for k in pairs(exit_waiters) do exit_waiters[k] = nil end
+  return true
+end
+
+--- `removeall()` then `exit()`.
+function copas.cancelall()
+  copas.removeall()
+  copas.exit()
+end
+
+local stats_on = false
+
+local function round3(x) return floor(x * 1000 + 0.5) / 1000 end
+
+--- Scheduler counts; `true` enables per-round statistics, `false` disables.
+function copas.status(enable_stats)
+  local read, write, active, timer, inactive, timeouts = loop:status()
+  local res = {
+    running = copas.running, read = read, write = write, active = active,
+    timer = timer, inactive = inactive, timeout = timeouts,
+  }
+  if enable_stats == false then
+    loop:stats(false)
+    stats_on = false
+  elseif stats_on then
+    local steps, tot, min, max, min_ever, max_ever, start = loop:stats()
+    local t_end = core.gettime()
+    res.steps = steps
+    res.duration_tot = round3(tot * 1000)
+    res.duration_min = round3(min * 1000)
+    res.duration_max = round3(max * 1000)
+    res.duration_avg = steps > 0 and round3(tot * 1000 / steps) or 0
+    res.duration_min_ever = round3(min_ever * 1000)
+    res.duration_max_ever = round3(max_ever * 1000)
+    res.time_start = round3(start)
+    res.time_end = round3(t_end)
+    res.time_tot = round3(t_end - start)
+    res.time_avg = steps > 0 and round3((t_end - start) * 1000 / steps) or 0
+  elseif enable_stats == true then
+    loop:stats(true)
+    stats_on = true
+  end
+  return res
+end
+
+
+-------------------------------------------------------------------------------
+-- debugging
+-------------------------------------------------------------------------------
+
+copas.debug = {}
+
+--- Logs every yield, resume and thread exit through `logger` (default print).
+function copas.debug.start(logger)
+  debug_log = logger or function(...) return print(...) end
+  loop:debug(true)
+end
+
+--- Stops logging.
+function copas.debug.stop()
+  debug_log = nil
+  loop:debug(false)
+end
+
+
+-------------------------------------------------------------------------------
+-- coroutine-safe socket.protect / newtry / try
+-------------------------------------------------------------------------------
+
+local pcall_yieldable = pcall
+if _VERSION == "Lua 5.1" and not jit then  -- luacheck: ignore 113 (jit is LuaJIT's)
+  -- PUC 5.1 cannot yield across pcall: run the function in a coroutine of
+  -- its own and pass its yields on to the scheduler
+  pcall_yieldable = function(fn, ...)
+    local co = coroutine.create(fn)
+    local function relay(ok, ...)
+      if not ok then return false, ... end
+      if coroutine.status(co) == "dead" then return true, ... end
+      return relay(coroutine.resume(co, yield(...)))
+    end
+    return relay(coroutine.resume(co, ...))
+  end
+end
+copas._pcall = pcall_yieldable
+
+if socket then
+  local try_error = {}
+  try_error.__index = try_error
+  try_error.__tostring = function(e)
+    return "Copas 'try' error intermediate table: '" .. tostring(e[1]) .. "'"
+  end
+
+  local function unwrap(ok, ...)
+    if ok then return ... end
+    local err = ...
+    if getmetatable(err) == try_error then return nil, err[1] end
+    error(err, 0)
+  end
+
+  socket.protect = function(fn)
+    return function(...) return unwrap(pcall_yieldable(fn, ...)) end
+  end
+
+  socket.newtry = function(finalizer)
+    return function(...)
+      local ok = ...
+      if ok then return ... end
+      if finalizer then pcall(finalizer) end
+      error(setmetatable({ (select(2, ...)) }, try_error), 0)
+    end
+  end
+
+  socket.try = socket.newtry()
+end
+
+
+-------------------------------------------------------------------------------
+-- sockets
+-------------------------------------------------------------------------------
+
+local test_mode = rawget(_G, "_TEST")
+local socket_register, operation_register, timeout_flags
+if test_mode then
+  socket_register = setmetatable({}, weak_keys)
+  operation_register = setmetatable({}, weak_keys)
+  timeout_flags = setmetatable({}, weak_keys)
+  copas._socket_register = socket_register
+  copas._operation_register = operation_register
+  copas._timeout_flags = timeout_flags
+end
+
+local function op_begin(skt, op)
+  local co = coroutine_running()
+  socket_register[co] = skt
+  operation_register[co] = op
+end
+
+local function op_end()
+  local co = coroutine_running()
+  socket_register[co] = nil
+  operation_register[co] = nil
+  timeout_flags[co] = nil
+end
+
+local must_wait = { timeout = true, wantread = true, wantwrite = true }
+
+local function timeout_error(err)
+  if raw_errors[coroutine_running()] then return err end
+  return "timeout"
+end
+
+local function deadline_of(skt, kind)
+  local t = sock_timeouts[skt]
+  t = t and t[kind]
+  if t and t > 0 then return now() + t end
+  return nil
+end
+
+-- Operations that completed without waiting since the last yield. Past a
+-- budget, the thread yields a round so that a socket that always has data
+-- cannot starve timers and other threads.
+local unyielded = 0
+local UNYIELDED_BUDGET = 64
+
+local function maybe_yield()
+  unyielded = unyielded + 1
+  if unyielded >= UNYIELDED_BUDGET then
+    unyielded = 0
+    if loop:current() ~= nil then yield(0, SLEEP) end
+  end
+end
+
+-- wait until `skt` is ready in `dir`; false when the deadline passed
+local function wait(skt, dir, deadline)
+  unyielded = 0
+  if debug_log then
+    debug_log(("yielding '%s' to %s on '%s'"):format(copas.getthreadname(),
+      dir == READ and "READ" or "WRITE", copas.getsocketname(skt)))
+  end
+  local r = yield(skt, dir, deadline)
+  if type(r) == "string" then error(r, 0) end
+  if r == false and test_mode then timeout_flags[coroutine_running()] = true end
+  return r
+end
+
+local function direction(err)
+  return err == "wantwrite" and WRITE or READ
+end
+
+local function is_udp(skt)
+  local class = type(skt) == "userdata" and skt.class or nil
+  return type(class) == "string" and class:sub(1, 3) == "udp"
+end
+
+local function check_socket(skt, fname)
+  local t = type(skt)
+  if t ~= "userdata" and t ~= "table" then
+    argerror(1, fname, "socket expected, got " .. (skt == nil and "no value" or t))
+  end
+end
+
+local function check_pattern(pattern, fname)
+  if pattern == nil then return end
+  if type(pattern) == "number" then
+    if pattern < 0 or pattern ~= pattern then argerror(2, fname, "invalid receive pattern") end
+  elseif pattern ~= "*l" and pattern ~= "*a" and pattern ~= "l" and pattern ~= "a" then
+    argerror(2, fname, "invalid receive pattern")
+  end
+end
+
+local function finish(...)
+  if test_mode then op_end() end
+  return ...
+end
+
+-- receive loop shared by receive and receivepartial
+local function do_receive(client, pattern, part, partial)
+  local deadline = deadline_of(client, "receive")
+  if test_mode then op_begin(client, "read") end
+  local s, err
+  repeat
+    local before = part
+    s, err, part = client:receive(pattern, part)
+    if s or not must_wait[err] then
+      maybe_yield()
+      return finish(s, err, part)
+    end
+    if partial and part ~= nil and part ~= "" and part ~= before then
+      return finish(nil, timeout_error(err), part)
+    end
+    if not wait(client, direction(err), deadline) then
+      s, err, part = client:receive(pattern, part)
+      if s or not must_wait[err] then return finish(s, err, part) end
+      return finish(nil, timeout_error(err), part)
+    end
+  until false
+end
+
+--- Receives from a raw socket, yielding while no data is available.
+-- @return data | nil, err, partial
+function copas.receive(client, pattern, part)
+  check_socket(client, "receive")
+  if is_udp(client) then
+    if type(pattern) ~= "number" and pattern ~= nil then
+      argerror(2, "receive", "number expected for a UDP socket")
+    end
+    return copas.receivefrom(client, pattern, true)
+  end
+  check_pattern(pattern, "receive")
+  pattern = pattern or "*l"
+  local t = sock_timeouts[client]
+  if t and t.receive == 0 then
+    return do_receive(client, pattern, part, true)
+  end
+  return do_receive(client, pattern, part, false)
+end
+
+--- As `receive`, but returns as soon as any new data arrived.
+function copas.receivepartial(client, pattern, part)
+  check_socket(client, "receivepartial")
+  check_pattern(pattern, "receivepartial")
+  return do_receive(client, pattern or "*l", part, true)
+end
+copas.receivePartial = copas.receivepartial
+
+--- Receives a datagram, yielding until one arrives.
+-- @return data, ip, port | nil, err
+function copas.receivefrom(client, size, connected)
+  check_socket(client, "receivefrom")
+  if size ~= nil then check_seconds(size, 2, "receivefrom") end
+  size = size or (socket and socket._DATAGRAMSIZE) or 8192
+  local deadline = deadline_of(client, "receive")
+  if test_mode then op_begin(client, "read") end
+  repeat
+    local s, err, port
+    if connected then
+      s, err = client:receive(size)
+    else
+      s, err, port = client:receivefrom(size)
+    end
+    if s or err ~= "timeout" then
+      maybe_yield()
+      return finish(s, err, port)
+    end
+    if not wait(client, READ, deadline) then
+      if connected then s, err = client:receive(size) else s, err, port = client:receivefrom(size) end
+      if s or err ~= "timeout" then return finish(s, err, port) end
+      return finish(nil, timeout_error(err))
+    end
+  until false
+end
+
+--- Sends `data:sub(i, j)`, yielding while the socket cannot take more.
+-- @return index of the last byte sent | nil, err, last index sent
+function copas.send(client, data, from, to)
+  check_socket(client, "send")
+  if is_udp(client) then return client:send(data) end
+  from = from or 1
+  local deadline = deadline_of(client, "send")
+  if test_mode then op_begin(client, "write") end
+  local last = from - 1
+  repeat
+    local s, err
+    s, err, last = client:send(data, last + 1, to)
+    if s or not must_wait[err] then
+      maybe_yield()
+      return finish(s, err, last)
+    end
+    if not wait(client, err == "wantread" and READ or WRITE, deadline) then
+      s, err, last = client:send(data, last + 1, to)
+      if s or not must_wait[err] then return finish(s, err, last) end
+      return finish(nil, timeout_error(err), last)
+    end
+  until false
+end
+
+--- Deprecated: sends a datagram directly.
+function copas.sendto(client, data, ip, port)
+  return client:sendto(data, ip, port)
+end
+
+--- Connects without blocking the loop.
+-- @return 1 | nil, err
+function copas.connect(skt, host, port)
+  check_socket(skt, "connect")
+  skt:settimeout(0)
+  local deadline = deadline_of(skt, "connect")
+  if test_mode then op_begin(skt, "connect") end
+  local waited = false
+  repeat
+    local ret, err = skt:connect(host, port)
+    if ret or (err ~= "timeout" and err ~= "Operation already in progress") then
+      if not ret and err == "already connected" and waited then
+        return finish(1)
+      end
+      return finish(ret, err)
+    end
+    waited = true
+    if not wait(skt, WRITE, deadline) then
+      ret, err = skt:connect(host, port)
+      if ret or err == "already connected" then return finish(1) end
+      if err ~= "timeout" and err ~= "Operation already in progress" then
+        return finish(nil, err)
+      end
+      return finish(nil, timeout_error(err))
+    end
+  until false
+end
+
+local function copy_socket_state(from, to)
+  local t = sock_timeouts[from]
+  if t then sock_timeouts[to] = { connect = t.connect, send = t.send, receive = t.receive } end
+  if socket_names[from] then socket_names[to] = socket_names[from] end
+  local co = coroutine_running()
+  if autoclose_of[co] == from then
+    autoclose_of[co] = to
+    loop:setsocket(co, to, true)
+  end
+end
+
+local function is_tls(skt)
+  return type(skt) == "userdata" and type(skt.getpeercertificate) == "function"
+end
+
+local function tls_wrap(skt, params)
+  if is_tls(skt) then return skt end
+  local ssl = require "ssl"
+  local nskt, err = ssl.wrap(skt, params)
+  if not nskt then return nil, err end
+  copy_socket_state(skt, nskt)
+  nskt:settimeout(0)
+  return nskt
+end
+
+--- Wraps a connected TCP socket in TLS and performs the handshake.
+-- Raises "TLS/SSL handshake failed: ..." on failure.
+-- @return the TLS socket | nil, "timeout"
+function copas.dohandshake(skt, params)
+  check_socket(skt, "dohandshake")
+  if not params then
+    error("cannot wrap socket into a secure socket (using 'ssl.wrap()') without parameters/context", 2)
+  end
+  local nskt, err = tls_wrap(skt, params)
+  if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 2) end
+  local deadline = deadline_of(nskt, "connect")
+  if test_mode then op_begin(nskt, "handshake") end
+  repeat
+    local ok
+    ok, err = nskt:dohandshake()
+    if ok then return finish(nskt) end
+    if not must_wait[err] then
+      finish()
+      error("TLS/SSL handshake failed: " .. tostring(err), 2)
+    end
+    if not wait(nskt, direction(err), deadline) then
+      ok, err = nskt:dohandshake()
+      if ok then return finish(nskt) end
+      return finish(nil, timeout_error(err))
+    end
+  until false
+end
+
+--- Closes a socket; threads waiting on it get nil, "closed".
+function copas.close(skt, ...)
+  skt = real_socket(skt)
+  loop:forget(skt)
+  return skt:close(...)
+end
+
+--- Deprecated no-op.
+function copas.flush() end
+
+local function timeouts_of(skt)
+  local t = sock_timeouts[skt]
+  if not t then
+    t = {}
+    sock_timeouts[skt] = t
+  end
+  return t
+end
+
+--- Sets the connect, send and receive timeouts of a socket together.
+-- @return true | nil, "timeout must be 'nil' or a number"
+function copas.settimeout(skt, t)
+  skt = real_socket(skt)
+  if t ~= nil and type(t) ~= "number" then return nil, "timeout must be 'nil' or a number" end
+  if t and t < 0 then t = nil end
+  sock_timeouts[skt] = { connect = t, send = t, receive = t }
+  return true
+end
+
+--- Sets the timeouts one by one: nil leaves one unchanged, negative removes it.
+-- @return true | nil, "<connect|send|read> timeout must be 'nil' or a number"
+function copas.settimeouts(skt, connect, send, receive)
+  skt = real_socket(skt)
+  local t = timeouts_of(skt)
+  local function set(kind, label, v)
+    if v == nil then return true end
+    if type(v) ~= "number" then return nil, label .. " timeout must be 'nil' or a number" end
+    if v < 0 then v = nil end
+    t[kind] = v
+    return true
+  end
+  local ok, err = set("connect", "connect", connect)
+  if not ok then return nil, err end
+  ok, err = set("send", "send", send)
+  if not ok then return nil, err end
+  ok, err = set("receive", "read", receive)
+  if not ok then return nil, err end
+  return true
+end
+
+--- For the running thread: return raw timeout errors ("wantread", ...).
+function copas.useSocketTimeoutErrors(bool)
+  raw_errors[coroutine_running()] = not not bool
+end
+copas.usesockettimeouterrors = copas.useSocketTimeoutErrors
+
+
+-------------------------------------------------------------------------------
+-- wrapped sockets
+-------------------------------------------------------------------------------
+
+local function normalize_sslparams(sslt)
+  local t = type(sslt)
+  if sslt == nil then return { wrap = false, sni = false } end
+  if t == "userdata" then return { wrap = sslt, sni = false } end
+  if t ~= "table" then error("ssl parameters; did not expect type " .. t, 3) end
+  if sslt.mode or sslt.protocol then return { wrap = sslt, sni = false } end
+  return { wrap = sslt.wrap or false, sni = sslt.sni or false }
+end
+
+local tcp = {}
+local tcp_mt = { __index = tcp, copas_wrapper = true }
+tcp_mt.__tostring = function(self) return tostring(self.socket) .. " (copas wrapped)" end
+
+local udp = {}
+local udp_mt = { __index = udp, copas_wrapper = true }
+udp_mt.__tostring = tcp_mt.__tostring
+
+--- Wraps a socket so its methods yield instead of blocking.
+function copas.wrap(skt, sslt)
+  local mt = getmetatable(skt)
+  if mt == tcp_mt or mt == udp_mt then return skt end
+  check_socket(skt, "wrap")
+  skt:settimeout(0)
+  if is_udp(skt) then
+    return setmetatable({ socket = skt }, udp_mt)
+  end
+  return setmetatable({ socket = skt, ssl_params = normalize_sslparams(sslt) }, tcp_mt)
+end
+
+function tcp:connect(host, port)
+  local ret, err = copas.connect(self.socket, host, port)
+  if not ret then return nil, err end
+  if self.ssl_params.sni then self:sni() end
+  if self.ssl_params.wrap then return self:dohandshake() end
+  return ret
+end
+
+function tcp:send(data, from, to) return copas.send(self.socket, data, from, to) end
+
+function tcp:receive(pattern, prefix) return copas.receive(self.socket, pattern, prefix) end
+
+function tcp:receivepartial(pattern, prefix) return copas.receivepartial(self.socket, pattern, prefix) end
+tcp.receivePartial = tcp.receivepartial
+
+function tcp:settimeout(t) return copas.settimeout(self.socket, t) end
+
+function tcp:settimeouts(c, s, r) return copas.settimeouts(self.socket, c, s, r) end
+
+function tcp:close(...) return copas.close(self.socket, ...) end
+
+function tcp:flush() end
+
+function tcp:dohandshake(params)
+  params = params and normalize_sslparams(params).wrap or self.ssl_params.wrap
+  local nskt, err = copas.dohandshake(self.socket, params)
+  if not nskt then return nil, err end
+  self.socket = nskt
+  return self
+end
+
+function tcp:sni(names, strict)
+  local sni = self.ssl_params.sni or {}
+  names = names or sni.names
+  if strict == nil then strict = sni.strict end
+  local nskt, err = tls_wrap(self.socket, self.ssl_params.wrap)
+  if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 2) end
+  self.socket = nskt
+  return nskt:sni(names, strict)
+end
+
+local function tls_only(name)
+  return function(self, ...)
+    local f = self.socket[name]
+    if not is_tls(self.socket) or f == nil then return nil, "not a tls socket" end
+    return f(self.socket, ...)
+  end
+end
+tcp.getalpn = tls_only("getalpn")
+tcp.getsniname = tls_only("getsniname")
+
+local function maybe_missing(name)
+  return function(self, ...)
+    local f = self.socket[name]
+    if f == nil then return nil, "not implemented by LuaSec" end
+    return f(self.socket, ...)
+  end
+end
+for _, name in ipairs { "getsockname", "getpeername", "getoption", "setoption" } do
+  tcp[name] = maybe_missing(name)
+end
+
+local function pass(name)
+  return function(self, ...) return self.socket[name](self.socket, ...) end
+end
+for _, name in ipairs { "bind", "listen", "accept", "getstats", "setstats", "shutdown",
+                        "getfd", "setfd", "dirty" } do
+  tcp[name] = pass(name)
+end
+
+function udp:send(data) return self.socket:send(data) end
+
+function udp:sendto(data, ip, port) return self.socket:sendto(data, ip, port) end
+
+function udp:receive(size) return copas.receivefrom(self.socket, size, true) end
+
+function udp:receivefrom(size) return copas.receivefrom(self.socket, size) end
+
+function udp:settimeout(t) return copas.settimeout(self.socket, t) end
+
+function udp:settimeouts(c, s, r) return copas.settimeouts(self.socket, c, s, r) end
+
+-- A UDP wrapper may share its socket with a server: close() keeps it open.
+function udp:close() return true end
+
+function udp:flush() end
+
+for _, name in ipairs { "setpeername", "setsockname", "getsockname", "getpeername",
+                        "getoption", "setoption", "getfd", "setfd", "dirty" } do
+  udp[name] = pass(name)
+end
+
+
+-------------------------------------------------------------------------------
+-- servers
+-------------------------------------------------------------------------------
+
+--- Wraps `handler` for `addserver`: wraps the client (TLS handshake and SNI
+-- when `sslparams` say so) before calling `handler(wrapped, ...)`.
+function copas.handler(handler, sslparams)
+  check_type(handler, "function", 1, "handler")
+  return function(skt, ...)
+    skt = copas.wrap(skt, sslparams)
+    local params = skt.ssl_params
+    if params.sni then skt:sni(params.sni.names, params.sni.strict) end
+    if params.wrap then
+      local ok, err = skt:dohandshake(params.wrap)
+      if not ok then error("TLS/SSL handshake failed: " .. tostring(err)) end
+    end
+    return handler(skt, ...)
+  end
+end
+
+--- Serves a TCP server socket (one handler thread per client) or a UDP
+-- socket (one handler thread on it).
+function copas.addserver(server, handler, timeout, name)
+  server = real_socket(server)
+  check_socket(server, "addserver")
+  check_type(handler, "function", 2, "addserver")
+  if timeout ~= nil then check_seconds(timeout, 3, "addserver") end
+  if name ~= nil then check_type(name, "string", 4, "addserver") end
+  server:settimeout(0)
+  if timeout then copas.settimeout(server, timeout) end
+  if name then socket_names[server] = name end
+  if is_udp(server) then
+    local co = loop:spawn(handler, server)
+    thread_names[co] = copas.getsocketname(server) .. ":handler"
+    loop:runnow(co)
+    return
+  end
+  if server.class == "tcp{master}" then server:listen(32) end
+  servers[server] = { handler = handler, count = 0 }
+  local ok, err = loop:addserver(server)
+  if not ok then
+    servers[server] = nil
+    error("copas.addserver: " .. tostring(err), 2)
+  end
+end
+
+--- Stops serving `server`; closes it unless `keep_open`.
+-- @return true when kept open, else the result of `server:close()`
+function copas.removeserver(server, keep_open)
+  server = real_socket(server)
+  servers[server] = nil
+  loop:removeserver(server)
+  if keep_open then return true end
+  loop:forget(server)
+  return server:close()
+end
+
+
+-------------------------------------------------------------------------------
+-- debug.socket: a proxy that logs every method call
+-------------------------------------------------------------------------------
+
+local function shorten(v)
+  if type(v) == "string" and #v > 60 then
+    return ("%q"):format(v:sub(1, 40)) .. ("...(%d bytes)"):format(#v)
+  elseif type(v) == "string" then
+    return ("%q"):format(v)
+  end
+  return tostring(v)
+end
+
+local function describe(...)
+  local out = {}
+  for i = 1, select("#", ...) do out[i] = shorten((select(i, ...))) end
+  return table.concat(out, ", ")
+end
+
+--- Returns a proxy of `skt` that prints every method call and its results;
+-- given a wrapper, replaces its socket with such a proxy.
+function copas.debug.socket(skt)
+  local mt = getmetatable(skt)
+  if mt == tcp_mt or mt == udp_mt then
+    skt.socket = copas.debug.socket(skt.socket)
+    return skt
+  end
+  local name = tostring(skt)
+  local proxy = {}
+  return setmetatable(proxy, {
+    __tostring = function() return name end,
+    __index = function(_, key)
+      local v = skt[key]
+      if type(v) ~= "function" then return v end
+      return function(self, ...)
+        if self == proxy then self = skt end
+        print(("%s:%s(%s)"):format(name, key, describe(...)))
+        local res = { n = 0 }
+        local function keep(...) res = { n = select("#", ...), ... } end
+        keep(v(self, ...))
+        print(("%s:%s -> %s"):format(name, key, describe(unpack(res, 1, res.n))))
+        return unpack(res, 1, res.n)
+      end
+    end,
+  })
+end
+
+
+return copas
