@@ -402,7 +402,11 @@ static int l_new(lua_State *L) {
     lua_setmetatable(L, -2);
     if ((err = cps_loop_init(loop, ops)) < 0)
         return luaL_error(L, "copas: cannot create the %s poller: %s", ops->name, strerror(-err));
+    lua_newtable(L);                            /* weak values: fd -> socket */
     lua_newtable(L);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
     loop->socks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     loop->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -31,21 +31,10 @@ static inline int cps_resume(lua_State *co, lua_State *from, int nargs, int *nre
 }
 #endif
 
-#if LUA_VERSION_NUM < 502
-#define lua_rawlen(L, i) lua_objlen((L), (i))
+/* 5.1 without the 5.2 auxiliary functions (LuaJIT 2.1 has them) */
+#if LUA_VERSION_NUM < 502 && !defined(luaL_newlib)
 #define luaL_setfuncs(L, reg, nup) luaL_register((L), NULL, (reg))
-#define luaL_newlibtable(L, reg) lua_createtable((L), 0, sizeof(reg) / sizeof((reg)[0]) - 1)
-#define luaL_newlib(L, reg) (luaL_newlibtable((L), (reg)), luaL_setfuncs((L), (reg), 0))
-static inline void *luaL_testudata(lua_State *L, int i, const char *tname) {
-    void *p = lua_touserdata(L, i);
-    if (p == NULL || !lua_getmetatable(L, i))
-        return NULL;
-    luaL_getmetatable(L, tname);
-    if (!lua_rawequal(L, -1, -2))
-        p = NULL;
-    lua_pop(L, 2);
-    return p;
-}
+#define luaL_newlib(L, reg) (lua_newtable(L), luaL_register((L), NULL, (reg)))
 #endif
 
 #if defined(__GNUC__)

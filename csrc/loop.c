@@ -118,6 +118,18 @@ static void strengthen(lua_State *L, struct cps_loop *loop, struct cps_thread *t
 }
 
 
+/* is the socket at idx the one descriptor fd is registered for? */
+static int same_sock(lua_State *L, struct cps_loop *loop, int fd, int idx) {
+    int eq;
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    push_sock(L, loop, fd);
+    eq = !lua_isnil(L, -1) && lua_rawequal(L, -1, idx);
+    lua_pop(L, 1);
+    return eq;
+}
+
+
 static int l_getfd(lua_State *L) {
     lua_getfield(L, 1, "getfd");
     lua_pushvalue(L, 1);
@@ -413,7 +425,7 @@ static void claim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent 
             loop->n_servers--;
         }
     }
-    e->sock = lua_topointer(L, -1);
+    e->sock = e;                                /* claimed */
     lua_pushvalue(L, -1);
     set_sock(L, loop, fd);
 }
@@ -432,7 +444,7 @@ static void wait_io(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
         th->err = ENOMEM;
         return;
     }
-    if (e->sock != lua_topointer(L, -1))
+    if (!same_sock(L, loop, fd, -1))
         claim(L, loop, fd, e);
     if (has_deadline && cps_heap_reserve(&loop->heap, 1) == 0) {
         cps_heap_push(&loop->heap, &th->sleep, deadline);
@@ -650,7 +662,7 @@ static void forget_fd(lua_State *L, struct cps_loop *loop, int fd, struct cps_fd
 void cps_loop_forget_socket(lua_State *L, struct cps_loop *loop, int idx) {
     int fd = cps_loop_getfd(L, idx);
     struct cps_fdent *e = cps_waitset_find(&loop->ws, fd);
-    if (e != NULL && e->sock != NULL && e->sock == lua_topointer(L, idx))
+    if (e != NULL && e->sock != NULL && same_sock(L, loop, fd, idx))
         forget_fd(L, loop, fd, e);
 }
 
@@ -662,7 +674,7 @@ int cps_loop_add_server(lua_State *L, struct cps_loop *loop, int idx) {
         return -EBADF;
     if ((e = cps_waitset_get(&loop->ws, fd)) == NULL)
         return -ENOMEM;
-    if (e->sock != lua_topointer(L, idx)) {
+    if (!same_sock(L, loop, fd, idx)) {
         lua_pushvalue(L, idx);
         claim(L, loop, fd, e);
         lua_pop(L, 1);
@@ -682,7 +694,7 @@ int cps_loop_add_server(lua_State *L, struct cps_loop *loop, int idx) {
 void cps_loop_remove_server(lua_State *L, struct cps_loop *loop, int idx) {
     int fd = cps_loop_getfd(L, idx);
     struct cps_fdent *e = cps_waitset_find(&loop->ws, fd);
-    if (e == NULL || !e->server || e->sock != lua_topointer(L, idx))
+    if (e == NULL || !e->server || !same_sock(L, loop, fd, idx))
         return;
     e->server = 0;
     loop->n_servers--;

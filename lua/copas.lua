@@ -52,7 +52,7 @@ setmetatable(copas, {
 })
 
 local loop = core.new()
-copas._backend = loop:backend()
+copas._loop = loop  -- internal: the C scheduler, for copas.limit
 
 local weak_keys = { __mode = "k" }
 local thread_names = setmetatable({}, weak_keys)
@@ -61,7 +61,7 @@ local errhandlers = setmetatable({}, weak_keys)
 local raw_errors = setmetatable({}, weak_keys)      -- thread -> useSocketTimeoutErrors
 local sock_timeouts = setmetatable({}, weak_keys)   -- socket -> {connect, send, receive}
 local autoclose_of = setmetatable({}, weak_keys)    -- handler thread -> its client
-local servers = setmetatable({}, weak_keys)         -- server socket -> {handler, count}
+local servers = {}                                  -- server socket -> {handler, count}
 local exit_waiters = setmetatable({}, weak_keys)
 
 local debug_log                                     -- logger while debugging
@@ -104,6 +104,7 @@ end
 --- Name of a thread: the one set, or `tostring(co)`.
 -- @param co coroutine (default: the running one)
 function copas.getthreadname(co)
+  if co ~= nil and type(co) ~= "thread" then error("expected arg #1 to be a coroutine or nil", 2) end
   co = co or coroutine_running()
   return thread_names[co] or tostring(co)
 end
@@ -112,7 +113,7 @@ end
 -- Raises "expected arg #1 to be a string" for a non-string name.
 function copas.setthreadname(name, co)
   if type(name) ~= "string" then error("expected arg #1 to be a string", 2) end
-  if co ~= nil and type(co) ~= "thread" then error("expected arg #2 to be a coroutine", 2) end
+  if co ~= nil and type(co) ~= "thread" then error("expected arg #2 to be a coroutine or nil", 2) end
   thread_names[co or coroutine_running()] = name
 end
 
@@ -221,7 +222,7 @@ local function accept_clients(server)
 end
 
 local function thread_ended(co, err, skt, closeskt, errored)
-  if debug_log then debug_log(("exiting '%s'"):format(copas.getthreadname(co))) end
+  if debug_log then debug_log("exiting '", copas.getthreadname(co), "'") end
   if errored then
     call_handler(errhandlers[co] or default_handler, err, co, skt)
   end
@@ -229,28 +230,21 @@ local function thread_ended(co, err, skt, closeskt, errored)
 end
 
 -- A timeout callback runs in an internal thread named "copas_core_timer";
--- its errors reach the default handler from inside the failing stack, so
--- the traceback shows the callback's frames.
-local function timeout_failed(err)
-  call_handler(default_handler, err, nil, nil)
-end
-
+-- its errors go to the default handler with that thread, whose stack still
+-- holds the callback's frames for the traceback.
 local function run_timeout(callback, co)
   if callback == nil then return end
-  local tco = coroutine.create(function()
-    return xpcall(function() return callback(co) end, timeout_failed)
-  end)
+  local tco = coroutine.create(callback)
   thread_names[tco] = "copas_core_timer"
-  local ok, err = coroutine.resume(tco)
+  local ok, err = coroutine.resume(tco, co)
   if ok and coroutine.status(tco) ~= "dead" then
-    timeout_failed("a copas.timeout callback may not yield")
-  elseif not ok then
-    timeout_failed(err)
+    ok, err = false, "a copas.timeout callback may not yield"
   end
+  if not ok then call_handler(default_handler, err, tco, nil) end
 end
 
-local function resuming(what, co)
-  if debug_log then debug_log(("%sing '%s'"):format(what, copas.getthreadname(co))) end
+local function resuming(_, co)
+  if debug_log then debug_log("resuming '", copas.getthreadname(co), "'") end
 end
 
 loop:sethooks { thread_ended, accept_clients, run_timeout, resuming }
@@ -293,18 +287,14 @@ end
 function copas.pause(s)
   if s ~= nil then check_seconds(s, 1, "pause") end
   if s == nil or s < 0 then s = 0 end
-  if debug_log then
-    debug_log(("yielding '%s' to SLEEP for %s seconds"):format(copas.getthreadname(), tostring(s)))
-  end
+  if debug_log then debug_log("yielding '", copas.getthreadname(), "' to SLEEP for ", s, " seconds") end
   return yield(s, SLEEP)
 end
 
 --- Yields until `copas.wakeup` is called for this thread.
 -- @return the seconds slept
 function copas.pauseforever()
-  if debug_log then
-    debug_log(("yielding '%s' to SLEEP for %s seconds"):format(copas.getthreadname(), "-1"))
-  end
+  if debug_log then debug_log("yielding '", copas.getthreadname(), "' to SLEEP for ", -1, " seconds") end
   return yield(-1, SLEEP)
 end
 
@@ -596,8 +586,8 @@ end
 local function wait(skt, dir, deadline)
   unyielded = 0
   if debug_log then
-    debug_log(("yielding '%s' to %s on '%s'"):format(copas.getthreadname(),
-      dir == READ and "READ" or "WRITE", copas.getsocketname(skt)))
+    debug_log("yielding '", copas.getthreadname(), "' to ", dir == READ and "READ" or "WRITE",
+      " on '", copas.getsocketname(skt), "'")
   end
   local r = yield(skt, dir, deadline)
   if type(r) == "string" then error(r, 0) end
