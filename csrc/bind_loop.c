@@ -327,7 +327,8 @@ static int l_newset(lua_State *L) {
     struct cps_taskset **ps;
     check_loop(L);
     max = luaL_checknumber(L, 2);
-    luaL_argcheck(L, max >= 1 && max == floor(max), 2, "positive integer expected");
+    luaL_argcheck(L, max >= 1 && max < 1e15 && max == (double)(long long)max, 2,
+                  "positive integer expected");
     ps = lua_newuserdata(L, sizeof *ps);
     *ps = NULL;
     luaL_getmetatable(L, SET_MT);

@@ -7,7 +7,6 @@
 */
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -752,8 +751,10 @@ static int wait_ms(struct cps_loop *loop, double timeout) {
         d = timeout;
     if (d < 0)
         return -1;
-    d = ceil(d * 1000);                         /* round up: never early */
-    return d > INT_MAX ? INT_MAX : (int)d;
+    d *= 1000;
+    if (d >= INT_MAX)
+        return INT_MAX;
+    return (int)d + ((double)(int)d < d);       /* round up: never early */
 }
 
 
