@@ -200,8 +200,20 @@ local function accept_clients(server)
   if srv == nil then return end
   local tmo = sock_timeouts[server]
   for _ = 1, 64 do
-    local client = server:accept()
-    if not client then return end
+    local client, err = server:accept()
+    if not client then
+      if err ~= "timeout" then
+        -- out of descriptors (EMFILE) or similar: the listening socket stays
+        -- readable, so stop watching it for a while instead of spinning
+        loop:removeserver(server)
+        local retry = loop:spawn(function()
+          yield(0.1, SLEEP)
+          if servers[server] == srv then loop:addserver(server) end
+        end)
+        thread_names[retry] = copas.getsocketname(server) .. ":accept_retry"
+      end
+      return
+    end
     client:settimeout(0)
     if tmo then
       sock_timeouts[client] = { connect = tmo.connect, send = tmo.send, receive = tmo.receive }
@@ -599,9 +611,18 @@ local function direction(err)
   return err == "wantwrite" and WRITE or READ
 end
 
+local udp_classes = setmetatable({}, weak_keys)   -- metatable -> is it UDP?
+
 local function is_udp(skt)
-  local class = type(skt) == "userdata" and skt.class or nil
-  return type(class) == "string" and class:sub(1, 3) == "udp"
+  if type(skt) ~= "userdata" then return false end
+  local mt = getmetatable(skt) or false
+  local udp = udp_classes[mt]
+  if udp == nil then
+    local class = skt.class
+    udp = type(class) == "string" and class:sub(1, 3) == "udp"
+    udp_classes[mt] = udp
+  end
+  return udp
 end
 
 local function check_socket(skt, fname)
