@@ -832,8 +832,9 @@ int cps_loop_step(lua_State *L, struct cps_loop *loop, double timeout) {
     settle(L, loop);
     if (loop->ready.len == 0 && cps_heap_top(&loop->heap) == NULL
         && loop->n_io == 0 && loop->n_servers == 0)
-        return 0;                               /* nothing could ever wake us */
-    ms = wait_ms(loop, timeout);
+        ms = 0;                                 /* nothing could ever wake us */
+    else
+        ms = wait_ms(loop, timeout);
     if (ms != 0 || loop->n_io || loop->n_servers) {
         n = loop->ops->wait(loop->poller, loop->fired, CPS_FIRED_MAX, ms);
         if (n < 0)

@@ -62,30 +62,44 @@ local raw_errors = setmetatable({}, weak_keys)      -- thread -> useSocketTimeou
 local sock_timeouts = setmetatable({}, weak_keys)   -- socket -> {connect, send, receive}
 local autoclose_of = setmetatable({}, weak_keys)    -- handler thread -> its client
 local servers = {}                                  -- server socket -> {handler, count}
-local exit_waiters = setmetatable({}, weak_keys)
+local exit_waiters = {}                             -- threads in waitforexit, in order
 
+local nonblocking = setmetatable({}, weak_keys)     -- sockets made non-blocking
 local debug_log                                     -- logger while debugging
 local exiting = false
+
+
+-- The socket functions work on raw sockets whatever their LuaSocket
+-- timeout: each socket is made non-blocking the first time it is used.
+local function make_nonblocking(skt)
+  if not nonblocking[skt] then
+    skt:settimeout(0)
+    nonblocking[skt] = true
+  end
+end
 
 
 -------------------------------------------------------------------------------
 -- argument checks
 -------------------------------------------------------------------------------
 
-local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+-- raise "bad argument #n to 'fname' (msg)" at the caller of the public
+-- function; `level` counts the frames above argerror's caller (default: a
+-- check made directly in the public function)
+local function argerror(n, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
 end
 
-local function check_type(v, want, n, fname, optional)
+local function check_type(v, want, n, fname, optional, level)
   local got = type(v)
   if got ~= want and not (optional and v == nil) then
-    argerror(n, fname, want .. " expected, got " .. (v == nil and "no value" or got))
+    argerror(n, fname, want .. " expected, got " .. (v == nil and "no value" or got), level or 4)
   end
 end
 
 local function check_seconds(v, n, fname, optional)
-  check_type(v, "number", n, fname, optional)
-  if v ~= v then argerror(n, fname, "number expected, got NaN") end
+  check_type(v, "number", n, fname, optional, 5)
+  if v ~= v then argerror(n, fname, "number expected, got NaN", 4) end
 end
 
 
@@ -144,10 +158,13 @@ function copas.gettraceback(msg, co, skt)
   msg = msg == nil and "" or tostring(msg)
   local where = ("(coroutine: %s, socket: %s)"):format(co_name, skt_name)
   msg = msg == "" and where or (msg .. " " .. where)
+  local tb
   if type(co) == "thread" then
-    return debug.traceback(co, msg)
+    tb = debug.traceback(co, msg)
+  else
+    tb = debug.traceback(msg, 2)
   end
-  return debug.traceback(msg, 2)
+  return tb   -- not a tail call: LuaJIT would drop the caller's frame
 end
 
 local function print_handler(msg, co, skt)
@@ -214,7 +231,7 @@ local function accept_clients(server)
       end
       return
     end
-    client:settimeout(0)
+    make_nonblocking(client)
     if tmo then
       sock_timeouts[client] = { connect = tmo.connect, send = tmo.send, receive = tmo.receive }
     end
@@ -370,10 +387,9 @@ end
 --- Marks the program as exiting and releases `waitforexit` threads.
 function copas.exit()
   exiting = true
-  for co in pairs(exit_waiters) do
-    exit_waiters[co] = nil
-    loop:wakeup(co)
-  end
+  local waiters = exit_waiters
+  exit_waiters = {}
+  for _, co in ipairs(waiters) do loop:wakeup(co) end
 end
 
 --- @return true after `exit()` until the next `loop` starts
@@ -384,7 +400,7 @@ end
 --- Yields until `exit()` is called.
 function copas.waitforexit()
   while not exiting do
-    exit_waiters[coroutine_running()] = true
+    exit_waiters[#exit_waiters + 1] = coroutine_running()
     copas.pauseforever()
   end
 end
@@ -422,7 +438,7 @@ function copas.removeall()
     close_quietly(skt)
   end
   for k in pairs(servers) do servers[k] = nil end
-  for k in pairs(exit_waiters) do exit_waiters[k] = nil end
+  exit_waiters = {}
   return true
 end
 
@@ -628,16 +644,16 @@ end
 local function check_socket(skt, fname)
   local t = type(skt)
   if t ~= "userdata" and t ~= "table" then
-    argerror(1, fname, "socket expected, got " .. (skt == nil and "no value" or t))
+    argerror(1, fname, "socket expected, got " .. (skt == nil and "no value" or t), 4)
   end
 end
 
 local function check_pattern(pattern, fname)
   if pattern == nil then return end
   if type(pattern) == "number" then
-    if pattern < 0 or pattern ~= pattern then argerror(2, fname, "invalid receive pattern") end
+    if pattern < 0 or pattern ~= pattern then argerror(2, fname, "invalid receive pattern", 4) end
   elseif pattern ~= "*l" and pattern ~= "*a" and pattern ~= "l" and pattern ~= "a" then
-    argerror(2, fname, "invalid receive pattern")
+    argerror(2, fname, "invalid receive pattern", 4)
   end
 end
 
@@ -648,6 +664,7 @@ end
 
 -- receive loop shared by receive and receivepartial
 local function do_receive(client, pattern, part, partial)
+  make_nonblocking(client)
   local deadline = deadline_of(client, "receive")
   if test_mode then op_begin(client, "read") end
   local s, err
@@ -702,6 +719,7 @@ function copas.receivefrom(client, size, connected)
   check_socket(client, "receivefrom")
   if size ~= nil then check_seconds(size, 2, "receivefrom") end
   size = size or (socket and socket._DATAGRAMSIZE) or 8192
+  make_nonblocking(client)
   local deadline = deadline_of(client, "receive")
   if test_mode then op_begin(client, "read") end
   repeat
@@ -729,6 +747,7 @@ function copas.send(client, data, from, to)
   check_socket(client, "send")
   if is_udp(client) then return client:send(data) end
   from = from or 1
+  make_nonblocking(client)
   local deadline = deadline_of(client, "send")
   if test_mode then op_begin(client, "write") end
   local last = from - 1
@@ -756,7 +775,7 @@ end
 -- @return 1 | nil, err
 function copas.connect(skt, host, port)
   check_socket(skt, "connect")
-  skt:settimeout(0)
+  make_nonblocking(skt)
   local deadline = deadline_of(skt, "connect")
   if test_mode then op_begin(skt, "connect") end
   local waited = false
@@ -801,7 +820,7 @@ local function tls_wrap(skt, params)
   local nskt, err = ssl.wrap(skt, params)
   if not nskt then return nil, err end
   copy_socket_state(skt, nskt)
-  nskt:settimeout(0)
+  make_nonblocking(nskt)
   return nskt
 end
 
@@ -916,7 +935,7 @@ function copas.wrap(skt, sslt)
   local mt = getmetatable(skt)
   if mt == tcp_mt or mt == udp_mt then return skt end
   check_socket(skt, "wrap")
-  skt:settimeout(0)
+  make_nonblocking(skt)
   if is_udp(skt) then
     return setmetatable({ socket = skt }, udp_mt)
   end

@@ -1,0 +1,100 @@
+-- Shared helpers for the busted specs.
+--
+-- Every helper works on the copas instance currently in package.loaded, so a
+-- spec that reloads copas (helpers.reload) keeps using the helpers unchanged.
+
+local helpers = {}
+
+local function current_copas()
+  return package.loaded.copas or require "copas"
+end
+
+local function clock()
+  return current_copas().gettime()
+end
+
+--- Steps copas (`copas.step(0.01)`) until `pred()` returns a truthy value.
+-- @return the truthy value returned by `pred`
+-- Raises `msg` (default "condition not met") followed by the elapsed time when
+-- `timeout` seconds (default 5) pass first.
+function helpers.step_until(pred, timeout, msg)
+  local copas = current_copas()
+  timeout = timeout or 5
+  local start = clock()
+  while true do
+    local res = pred()
+    if res then return res end
+    local elapsed = clock() - start
+    if elapsed > timeout then
+      error(("%s (after %.3f s)"):format(msg or "condition not met", elapsed), 2)
+    end
+    copas.step(0.01)
+  end
+end
+
+local function in_main_thread()
+  local co, ismain = coroutine.running()
+  return co == nil or ismain == true
+end
+
+--- Adds `fn` as a thread and runs `copas.loop()` until it returns.
+-- The loop is run with a step cap of 0.05 s so the guard below gets to look
+-- at the clock; that cap does not change what runs or in which order.
+-- Raises "loop did not finish within N s" after calling `copas.cancelall()`
+-- when the loop is still running `timeout` seconds (default 10) later.
+function helpers.run(fn, timeout)
+  local copas = current_copas()
+  timeout = timeout or 10
+  if fn ~= nil then copas.addthread(fn) end
+  local deadline = clock() + timeout
+  local timed_out = false
+  local is_jit = type(rawget(_G, "jit")) == "table"
+  -- the guard is a call hook on the main thread (where loop() runs); PUC Lua
+  -- copies hooks into coroutines created from a hooked thread, so those drop
+  -- theirs on first use (LuaJIT hooks are global: keep it, it is cheap)
+  local function guard()
+    if not in_main_thread() then
+      if not is_jit then debug.sethook() end
+      return
+    end
+    if not timed_out and clock() > deadline then
+      timed_out = true
+      copas.cancelall()
+    end
+  end
+  local old_hook, old_mask, old_count = debug.gethook()
+  debug.sethook(guard, "c")
+  local ok, err = pcall(copas.loop, 0.05)
+  if old_hook then
+    debug.sethook(old_hook, old_mask, old_count)
+  else
+    debug.sethook()
+  end
+  if not ok then error(err, 0) end
+  if timed_out then
+    error(("loop did not finish within %s s"):format(timeout), 2)
+  end
+end
+
+--- A free TCP port on 127.0.0.1 (bound to port 0, read back, closed).
+-- @return port number
+function helpers.free_port()
+  local socket = require "socket"
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  server:close()
+  return tonumber(port)
+end
+
+--- Unloads copas and its Lua submodules, then loads a fresh instance.
+-- @return the new copas module
+function helpers.reload()
+  for name in pairs(package.loaded) do
+    if name == "copas" or (name:match("^copas%.") and name ~= "copas.core") then
+      package.loaded[name] = nil
+    end
+  end
+  return require "copas"
+end
+
+return helpers

@@ -1,0 +1,114 @@
+-- module loading: fresh instances, lazy submodules, meta fields, no LuaSocket
+-- (API.md section 0)
+local helpers = require "spec.helpers"
+
+-- the interpreter running this spec (lowest index of `arg`)
+local function interpreter()
+  local i = 0
+  while arg and arg[i - 1] ~= nil do i = i - 1 end
+  return (arg and i < 0) and arg[i] or "lua"
+end
+
+-- runs `code` in a fresh interpreter with this process's module paths;
+-- returns its combined stdout and stderr
+local function run_lua(code, env)
+  local name = os.tmpname()
+  local f = assert(io.open(name, "w"))
+  f:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath))
+  f:write(code)
+  f:close()
+  local guard = ""
+  local r = os.execute("command -v timeout >/dev/null 2>&1")
+  if r == true or r == 0 then guard = "timeout 30 " end
+  local p = assert(io.popen((env or "") .. " " .. guard .. interpreter() .. " " .. name .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  os.remove(name)
+  return out
+end
+
+local SUBMODULES = { "http", "ftp", "smtp", "timer", "lock", "semaphore", "queue", "future", "limit" }
+
+
+describe("loading copas", function()
+
+  it("package.loaded.copas = nil gives a fresh instance", function()
+    local old = helpers.reload()
+    old.seterrorhandler(function() end, true)
+    local old_co = old.addthread(function() error("old instance thread ran") end)
+    old.addthread(function() old.pause(10) end)
+    assert.is_false(old.finished())
+
+    package.loaded.copas = nil
+    local copas = require "copas"
+    assert.are_not.equal(old, copas)
+    assert.is_true(copas.finished())
+    local st = copas.status()
+    assert.same({ 0, 0, 0, 0, 0, 0 },
+      { st.read, st.write, st.active, st.timer, st.inactive, st.timeout })
+    assert.same({ nil, "not sleeping" }, { copas.wakeup(old_co) })
+
+    -- the default handler is the printing one again
+    local out = {}
+    local saved = _G.print
+    _G.print = function(s) out[#out + 1] = s end
+    local ok, err = pcall(function()
+      copas.addnamedthread("fresh", function() error("new instance", 0) end)
+      copas.loop()
+    end)
+    _G.print = saved
+    assert(ok, err)
+    assert.equal(1, #out)
+    assert.equal("new instance (coroutine: fresh, socket: nil)", out[1]:match("^[^\n]*"))
+    assert.equal("suspended", coroutine.status(old_co))
+    old.removeall()
+  end)
+
+  it("has the meta fields", function()
+    local copas = helpers.reload()
+    assert.equal("string", type(copas._VERSION))
+    assert.equal("Copas 4.11", copas._VERSION:sub(1, 10))
+    assert.equal("string", type(copas._COPYRIGHT))
+    assert.equal("string", type(copas._DESCRIPTION))
+  end)
+
+  it("reads unknown keys as nil", function()
+    local copas = helpers.reload()
+    assert.is_nil(copas.no_such_field)
+    assert.is_nil(copas.Lock)
+    assert.is_nil(copas.core)
+  end)
+
+  for _, name in ipairs(SUBMODULES) do
+    it("loads copas." .. name .. " lazily, the same table as require", function()
+      local copas = helpers.reload()
+      assert.is_nil(rawget(copas, name))
+      assert.is_nil(package.loaded["copas." .. name])
+      local mod = copas[name]
+      assert.is_not_nil(mod)
+      assert.equal(mod, require("copas." .. name))
+      assert.equal(mod, rawget(copas, name))
+    end)
+  end
+
+  it("works when require 'socket' fails", function()
+    local out = run_lua([[
+      package.loaded.socket = nil
+      package.preload.socket = function() error("LuaSocket is not installed here") end
+      local copas = require "copas"
+      assert(type(copas.gettime()) == "number", "gettime")
+      local log = {}
+      copas.loop(function()
+        copas.addthread(function()
+          copas.timeout(0.01, function(co) log[#log + 1] = "timeout"; copas.wakeup(co) end)
+          copas.pauseforever()
+          log[#log + 1] = "woken"
+        end)
+        local e = copas.pause(0.02)
+        log[#log + 1] = e >= 0.02 - 1e-9 and "paused" or "early"
+      end)
+      print("RESULT " .. table.concat(log, ","))
+    ]])
+    assert.matches("RESULT timeout,woken,paused", out, 1, true)
+  end)
+end)
