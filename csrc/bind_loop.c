@@ -45,13 +45,25 @@ static int oom(lua_State *L) {
 }
 
 
-/* loop:spawn(fn, ...) -> coroutine: a new thread, first run next round */
-static int l_spawn(lua_State *L) {
+static int spawn(lua_State *L, int first) {
     struct cps_loop *loop = check_loop(L);
     struct cps_thread *th;
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    th = cps_loop_spawn(L, loop, lua_gettop(L) - 2);
+    th = cps_loop_spawn(L, loop, lua_gettop(L) - 2, first);
     return th ? push_thread(L, th) : oom(L);
+}
+
+
+/* loop:spawn(fn, ...) -> coroutine: a new thread, first run next round */
+static int l_spawn(lua_State *L) {
+    return spawn(L, 0);
+}
+
+
+/* loop:spawnfirst(fn, ...) -> coroutine: as spawn, ahead of the threads
+   already ready (handlers of accepted connections) */
+static int l_spawnfirst(lua_State *L) {
+    return spawn(L, 1);
 }
 
 
@@ -434,7 +446,7 @@ static int l_gettime(lua_State *L) {
 
 
 static const luaL_Reg loop_methods[] = {
-    { "spawn", l_spawn }, { "runnow", l_runnow }, { "step", l_step },
+    { "spawn", l_spawn }, { "spawnfirst", l_spawnfirst }, { "runnow", l_runnow }, { "step", l_step },
     { "finished", l_finished }, { "wakeup", l_wakeup }, { "remove", l_remove },
     { "removeall", l_removeall }, { "timeout", l_timeout }, { "status", l_status },
     { "stats", l_stats }, { "forget", l_forget }, { "addserver", l_addserver },

@@ -380,19 +380,19 @@ static int l_box_gc(lua_State *L) {
 
 
 /* the function at idx may travel: a Lua function whose only upvalue, if
-   any, is _ENV */
-static void check_job_function(lua_State *L, int idx) {
+   any, is _ENV; `what` starts the error message */
+static void check_job_function(lua_State *L, int idx, const char *what) {
     const char *name;
     int i;
     if (lua_type(L, idx) != LUA_TFUNCTION)
-        luaL_error(L, "bad argument #1 to 'run' (function expected, got %s)", luaL_typename(L, idx));
+        luaL_error(L, "%s (function expected, got %s)", what, luaL_typename(L, idx));
     if (lua_iscfunction(L, idx))
-        luaL_error(L, "bad argument #1 to 'run' (a C function cannot run in a worker)");
+        luaL_error(L, "%s (a C function cannot run in a worker)", what);
     for (i = 1; (name = lua_getupvalue(L, idx, i)) != NULL; i++) {
         lua_pop(L, 1);
         if (strcmp(name, "_ENV") != 0)
-            luaL_error(L, "bad argument #1 to 'run' (function has upvalue '%s'; "
-                       "a worker function may only use globals and its arguments)", name);
+            luaL_error(L, "%s (function has upvalue '%s'; "
+                       "a worker function may only use globals and its arguments)", what, name);
     }
 }
 
@@ -406,18 +406,15 @@ static void dump(lua_State *L, int idx, struct buf *b) {
 }
 
 
-/* pool:run(fn, ...) -> job id; raises on a bad function or argument */
-static int l_pool_run(lua_State *L) {
-    struct pool_ud *u = check_pool(L);
+/* a job for the function at 2 and the arguments above it, anchored by
+   the box *bx pushed on the stack; raises on what cannot be copied */
+static struct lua_job *new_lua_job(lua_State *L, struct pool_ud *u, struct box **out) {
     int top = lua_gettop(L), i;
-    struct box *bx;
-    struct lua_job *j;
+    struct box *bx = *out = new_box(L);
     struct enc e = { 0 };
-    unsigned long id;
-    check_job_function(L, 2);
-    bx = new_box(L);
-    if ((j = calloc(1, sizeof *j)) == NULL)
-        return luaL_error(L, "not enough memory");
+    struct lua_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        luaL_error(L, "not enough memory");
     j->job.run = run_lua_job;
     j->job.destroy = destroy_lua_job;
     j->conf = u->conf;
@@ -426,10 +423,22 @@ static int l_pool_run(lua_State *L) {
     e.b = &j->args;
     for (i = 3; i <= top; i++)
         if (encode(L, i, &e) < 0)
-            return luaL_error(L, "bad argument #%d to 'run' (cannot copy %s)", i - 1, e.why);
+            luaL_error(L, "bad argument #%d to 'run' (cannot copy %s)", i - 1, e.why);
+    return j;
+}
+
+
+/* pool:run(fn, ...) -> job id; raises on a bad function or argument */
+static int l_pool_run(lua_State *L) {
+    struct pool_ud *u = check_pool(L);
+    struct lua_job *j;
+    struct box *bx;
+    unsigned long id;
+    check_job_function(L, 2, "bad argument #1 to 'run'");
+    j = new_lua_job(L, u, &bx);
     if ((id = cps_pool_submit(u->pool, &j->job)) == 0)
         return luaL_error(L, "copas worker pool is shut down");
-    bx->job = NULL;
+    bx->job = NULL;                             /* the pool owns it now */
     lua_pushnumber(L, (lua_Number)id);
     return 1;
 }
@@ -578,7 +587,7 @@ static char *opt_string(lua_State *L, int idx, const char *name) {
 static void opt_init(lua_State *L, int idx, struct buf *b) {
     lua_getfield(L, idx, "init");
     if (lua_type(L, -1) == LUA_TFUNCTION) {
-        check_job_function(L, lua_gettop(L));
+        check_job_function(L, lua_gettop(L), "bad option 'init'");
         dump(L, lua_gettop(L), b);
     } else if (lua_type(L, -1) == LUA_TSTRING) {
         size_t len;

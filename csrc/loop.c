@@ -313,11 +313,14 @@ static struct cps_thread *new_thread(lua_State *L, struct cps_loop *loop, int na
 }
 
 
-struct cps_thread *cps_loop_spawn(lua_State *L, struct cps_loop *loop, int nargs) {
+struct cps_thread *cps_loop_spawn(lua_State *L, struct cps_loop *loop, int nargs, int first) {
     struct cps_thread *th = new_thread(L, loop, nargs);
     if (th != NULL) {
         th->state = CPS_T_READY;
-        cps_ready_push(&loop->ready, th);
+        if (first)
+            cps_ready_push_front(&loop->ready, th);
+        else
+            cps_ready_push(&loop->ready, th);
     }
     return th;
 }
@@ -424,6 +427,9 @@ static void claim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent 
             loop->n_servers--;
         }
     }
+    /* the kernel may have dropped the descriptor with its old owner:
+       the next watch adds it anew (the backends fall back to modify) */
+    e->kmask = 0;
     e->sock = e;                                /* claimed */
     lua_pushvalue(L, -1);
     set_sock(L, loop, fd);

@@ -70,9 +70,10 @@ int cps_loop_step(lua_State *L, struct cps_loop *loop, double timeout);
 /* nothing left that could run */
 int cps_loop_finished(const struct cps_loop *loop);
 
-/* a new thread running the function at the top of L with nargs arguments
-   below... see bind_loop.c; returns it or NULL on memory errors */
-struct cps_thread *cps_loop_spawn(lua_State *L, struct cps_loop *loop, int nargs);
+/* a new thread running the function below the nargs arguments at the
+   top of L (all popped); `first`: ahead of the threads already ready (an
+   accepted connection's handler). NULL on memory errors */
+struct cps_thread *cps_loop_spawn(lua_State *L, struct cps_loop *loop, int nargs, int first);
 
 /* resume a READY thread now, outside the run phase (UDP addserver) */
 void cps_loop_run_now(lua_State *L, struct cps_loop *loop, struct cps_thread *th);

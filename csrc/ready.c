@@ -4,6 +4,7 @@
 
 void cps_ready_init(struct cps_ready *r) {
     cps_queue_init(&r->q);
+    r->front = &r->q;
     r->len = 0;
     r->gen = 0;
 }
@@ -16,13 +17,28 @@ void cps_ready_push(struct cps_ready *r, struct cps_thread *th) {
 }
 
 
+void cps_ready_push_front(struct cps_ready *r, struct cps_thread *th) {
+    struct cps_link *after = r->front, *l = &th->link;
+    th->gen = r->gen;
+    l->prev = after;
+    l->next = after->next;
+    after->next->prev = l;
+    after->next = l;
+    r->front = l;
+    r->len++;
+}
+
+
 void cps_ready_remove(struct cps_ready *r, struct cps_thread *th) {
+    if (r->front == &th->link)
+        r->front = th->link.prev;
     cps_link_remove(&th->link);
     r->len--;
 }
 
 
 unsigned long cps_ready_begin(struct cps_ready *r) {
+    r->front = &r->q;
     return r->gen++;
 }
 

@@ -11,12 +11,18 @@
 
 struct cps_ready {
     struct cps_link q;
+    struct cps_link *front;     /* last of the threads pushed to the front */
     size_t len;
     unsigned long gen;
 };
 
 void cps_ready_init(struct cps_ready *r);
 void cps_ready_push(struct cps_ready *r, struct cps_thread *th);
+/* ahead of every thread pushed with cps_ready_push, behind those pushed
+   to the front since cps_ready_begin: accepted handlers run first, in
+   the order they were accepted */
+void cps_ready_push_front(struct cps_ready *r, struct cps_thread *th);
+
 void cps_ready_remove(struct cps_ready *r, struct cps_thread *th);
 
 /* start a run phase: returns the last generation it may resume */

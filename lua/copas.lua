@@ -28,7 +28,8 @@ local submodules = {
   http = true, ftp = true, smtp = true, timer = true, lock = true,
   semaphore = true, queue = true, future = true, limit = true,
 }
-for name in pairs(submodules) do
+for _, name in ipairs { "http", "ftp", "smtp", "timer", "lock", "semaphore", "queue",
+                        "future", "limit", "worker", "resolver" } do
   package.loaded["copas." .. name] = nil
 end
 
@@ -239,7 +240,7 @@ local function accept_clients(server)
     srv.count = n
     local sname = copas.getsocketname(server)
     socket_names[client] = sname .. ":client_" .. n
-    local co = loop:spawn(srv.handler, client)
+    local co = loop:spawnfirst(srv.handler, client)
     thread_names[co] = sname .. ":handler_" .. n
     if copas.autoclose then
       autoclose_of[co] = client
@@ -657,6 +658,9 @@ local function check_pattern(pattern, fname)
   end
 end
 
+-- LuaSocket 3 spellings, and the default pattern
+local spelled = { l = "*l", a = "*a" }
+
 local function finish(...)
   if test_mode then op_end() end
   return ...
@@ -691,13 +695,13 @@ end
 function copas.receive(client, pattern, part)
   check_socket(client, "receive")
   if is_udp(client) then
-    if type(pattern) ~= "number" and pattern ~= nil then
-      argerror(2, "receive", "number expected for a UDP socket")
+    if (type(pattern) ~= "number" and pattern ~= nil) or (pattern and pattern < 0) then
+      argerror(2, "receive", "non-negative number expected for a UDP socket")
     end
     return copas.receivefrom(client, pattern, true)
   end
   check_pattern(pattern, "receive")
-  pattern = pattern or "*l"
+  pattern = spelled[pattern] or pattern or "*l"
   local t = sock_timeouts[client]
   if t and t.receive == 0 then
     return do_receive(client, pattern, part, true)
@@ -709,7 +713,7 @@ end
 function copas.receivepartial(client, pattern, part)
   check_socket(client, "receivepartial")
   check_pattern(pattern, "receivepartial")
-  return do_receive(client, pattern or "*l", part, true)
+  return do_receive(client, spelled[pattern] or pattern or "*l", part, true)
 end
 copas.receivePartial = copas.receivepartial
 
@@ -717,7 +721,10 @@ copas.receivePartial = copas.receivepartial
 -- @return data, ip, port | nil, err
 function copas.receivefrom(client, size, connected)
   check_socket(client, "receivefrom")
-  if size ~= nil then check_seconds(size, 2, "receivefrom") end
+  if size ~= nil then
+    check_seconds(size, 2, "receivefrom")
+    if size < 0 then argerror(2, "receivefrom", "size must not be negative") end
+  end
   size = size or (socket and socket._DATAGRAMSIZE) or 8192
   make_nonblocking(client)
   local deadline = deadline_of(client, "receive")
@@ -771,32 +778,59 @@ function copas.sendto(client, data, ip, port)
   return client:sendto(data, ip, port)
 end
 
---- Connects without blocking the loop.
+-- one connect attempt to a literal address (or, outside a thread, a name)
+local function connect_to(skt, host, port, deadline)
+  local waited = false
+  repeat
+    local ret, err = skt:connect(host, port)
+    if ret or (err ~= "timeout" and err ~= "Operation already in progress") then
+      if not ret and err == "already connected" and waited then return 1 end
+      return ret, err
+    end
+    waited = true
+    if not wait(skt, WRITE, deadline) then
+      ret, err = skt:connect(host, port)
+      if ret or err == "already connected" then return 1 end
+      if err ~= "timeout" and err ~= "Operation already in progress" then return nil, err end
+      return nil, timeout_error(err)
+    end
+  until false
+end
+
+-- the family a socket is bound to once it has a descriptor, else nil
+local function family_of(skt)
+  if skt:getfd() < 0 then return nil end
+  return skt:getfamily() == "inet6" and "inet6" or "inet"
+end
+
+--- Connects without blocking the loop. A host name is resolved on the
+-- worker pool (copas.resolver), then its addresses are tried in order
+-- within the socket's connect timeout.
 -- @return 1 | nil, err
 function copas.connect(skt, host, port)
   check_socket(skt, "connect")
   make_nonblocking(skt)
   local deadline = deadline_of(skt, "connect")
   if test_mode then op_begin(skt, "connect") end
-  local waited = false
-  repeat
-    local ret, err = skt:connect(host, port)
-    if ret or (err ~= "timeout" and err ~= "Operation already in progress") then
-      if not ret and err == "already connected" and waited then
-        return finish(1)
-      end
-      return finish(ret, err)
+  local resolver = type(host) == "string" and loop:current() ~= nil
+                   and type(skt.getfamily) == "function" and require("copas.resolver")
+  if not resolver or resolver.isliteral(host) then
+    return finish(connect_to(skt, host, port, deadline))
+  end
+  local want = family_of(skt)
+  local left = deadline and deadline - now()
+  if left and left <= 0 then return finish(nil, timeout_error("timeout")) end
+  local addrs, err = resolver.resolve(host, want, left)
+  if not addrs then return finish(nil, err) end
+  for _, a in ipairs(addrs) do
+    if want == nil or a.family == want then
+      local ret
+      ret, err = connect_to(skt, a.addr, port, deadline)
+      if ret or err == "timeout" then return finish(ret, err) end
+      want = family_of(skt)   -- the first attempt fixed the socket's family
     end
-    waited = true
-    if not wait(skt, WRITE, deadline) then
-      ret, err = skt:connect(host, port)
-      if ret or err == "already connected" then return finish(1) end
-      if err ~= "timeout" and err ~= "Operation already in progress" then
-        return finish(nil, err)
-      end
-      return finish(nil, timeout_error(err))
-    end
-  until false
+  end
+  return finish(nil, err or "host or service not provided, or not known")
 end
 
 local function copy_socket_state(from, to)
@@ -833,7 +867,7 @@ function copas.dohandshake(skt, params)
     error("cannot wrap socket into a secure socket (using 'ssl.wrap()') without parameters/context", 2)
   end
   local nskt, err = tls_wrap(skt, params)
-  if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 2) end
+  if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 0) end
   local deadline = deadline_of(nskt, "connect")
   if test_mode then op_begin(nskt, "handshake") end
   repeat
@@ -842,7 +876,7 @@ function copas.dohandshake(skt, params)
     if ok then return finish(nskt) end
     if not must_wait[err] then
       finish()
-      error("TLS/SSL handshake failed: " .. tostring(err), 2)
+      error("TLS/SSL handshake failed: " .. tostring(err), 0)
     end
     if not wait(nskt, direction(err), deadline) then
       ok, err = nskt:dohandshake()
@@ -978,7 +1012,7 @@ function tcp:sni(names, strict)
   names = names or sni.names
   if strict == nil then strict = sni.strict end
   local nskt, err = tls_wrap(self.socket, self.ssl_params.wrap)
-  if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 2) end
+  if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 0) end
   self.socket = nskt
   return nskt:sni(names, strict)
 end
@@ -1049,7 +1083,7 @@ function copas.handler(handler, sslparams)
     if params.sni then skt:sni(params.sni.names, params.sni.strict) end
     if params.wrap then
       local ok, err = skt:dohandshake(params.wrap)
-      if not ok then error("TLS/SSL handshake failed: " .. tostring(err)) end
+      if not ok then error("TLS/SSL handshake failed: " .. tostring(err), 0) end
     end
     return handler(skt, ...)
   end
