@@ -803,34 +803,47 @@ local function family_of(skt)
   return skt:getfamily() == "inet6" and "inet6" or "inet"
 end
 
+-- Connects `skt` to `host`; a host name is resolved on the worker pool and
+-- its addresses tried in order. A socket's family is fixed by its first
+-- attempt: `renew()`, when given, returns a fresh socket to try an address
+-- of the other family (wrappers swap their socket); without it such
+-- addresses are skipped. Returns the socket used and connect's results.
+local function connect_host(skt, host, port, renew)
+  make_nonblocking(skt)
+  local deadline = deadline_of(skt, "connect")
+  local resolver = type(host) == "string" and loop:current() ~= nil
+                   and type(skt.getfamily) == "function" and require("copas.resolver")
+  if not resolver or resolver.isliteral(host) then
+    return skt, connect_to(skt, host, port, deadline)
+  end
+  local fixed = family_of(skt)
+  local left = deadline and deadline - now()
+  if left and left <= 0 then return skt, nil, timeout_error("timeout") end
+  local addrs, err = resolver.resolve(host, (not renew) and fixed or nil, left)
+  if not addrs then return skt, nil, err end
+  for _, a in ipairs(addrs) do
+    if fixed and a.family ~= fixed and renew then
+      skt = renew(skt)
+      fixed = nil
+    end
+    if fixed == nil or a.family == fixed then
+      local ret
+      ret, err = connect_to(skt, a.addr, port, deadline)
+      if ret or err == "timeout" then return skt, ret, err end
+      fixed = family_of(skt)
+    end
+  end
+  return skt, nil, err or "host or service not provided, or not known"
+end
+
 --- Connects without blocking the loop. A host name is resolved on the
 -- worker pool (copas.resolver), then its addresses are tried in order
 -- within the socket's connect timeout.
 -- @return 1 | nil, err
 function copas.connect(skt, host, port)
   check_socket(skt, "connect")
-  make_nonblocking(skt)
-  local deadline = deadline_of(skt, "connect")
   if test_mode then op_begin(skt, "connect") end
-  local resolver = type(host) == "string" and loop:current() ~= nil
-                   and type(skt.getfamily) == "function" and require("copas.resolver")
-  if not resolver or resolver.isliteral(host) then
-    return finish(connect_to(skt, host, port, deadline))
-  end
-  local want = family_of(skt)
-  local left = deadline and deadline - now()
-  if left and left <= 0 then return finish(nil, timeout_error("timeout")) end
-  local addrs, err = resolver.resolve(host, want, left)
-  if not addrs then return finish(nil, err) end
-  for _, a in ipairs(addrs) do
-    if want == nil or a.family == want then
-      local ret
-      ret, err = connect_to(skt, a.addr, port, deadline)
-      if ret or err == "timeout" then return finish(ret, err) end
-      want = family_of(skt)   -- the first attempt fixed the socket's family
-    end
-  end
-  return finish(nil, err or "host or service not provided, or not known")
+  return finish(select(2, connect_host(skt, host, port)))
 end
 
 local function copy_socket_state(from, to)
@@ -976,8 +989,24 @@ function copas.wrap(skt, sslt)
   return setmetatable({ socket = skt, ssl_params = normalize_sslparams(sslt) }, tcp_mt)
 end
 
+-- a fresh plain socket in place of `old` (which the failed attempt bound
+-- to one address family), keeping its Copas timeouts and name
+local function renew_socket(self, old)
+  local new = socket.tcp()
+  copy_socket_state(old, new)
+  make_nonblocking(new)
+  old:close()
+  self.socket = new
+  return new
+end
+
 function tcp:connect(host, port)
-  local ret, err = copas.connect(self.socket, host, port)
+  check_socket(self.socket, "connect")
+  if test_mode then op_begin(self.socket, "connect") end
+  local renew = socket and not is_tls(self.socket)
+                and function(old) return renew_socket(self, old) end
+  local _, ret, err = connect_host(self.socket, host, port, renew)
+  if test_mode then op_end() end
   if not ret then return nil, err end
   if self.ssl_params.sni then self:sni() end
   if self.ssl_params.wrap then return self:dohandshake() end
