@@ -464,7 +464,8 @@ static void wait_io(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
 }
 
 
-static void wait_sleep(lua_State *L, struct cps_loop *loop, struct cps_thread *th, double s) {
+static void wait_sleep(lua_State *L, struct cps_loop *loop, struct cps_thread *th, double s,
+                       int held) {
     th->since = cps_clock_now();
     if (s > 0 && cps_heap_reserve(&loop->heap, 1) == 0) {
         cps_heap_push(&loop->heap, &th->sleep, th->since + s);
@@ -475,7 +476,7 @@ static void wait_sleep(lua_State *L, struct cps_loop *loop, struct cps_thread *t
         loop->n_idle++;
         if (cps_heap_contains(&th->timeout))
             loop->n_idle_timeout++;
-        else
+        else if (!held)
             weaken(L, loop, th);
     } else {
         th->resume = CPS_R_ELAPSED;
@@ -517,8 +518,9 @@ static void on_yield(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
         retire(L, loop, th, 0);
     } else if (mark == &cps_mark_sleep) {
         double s = lua_type(co, base) == LUA_TNUMBER ? lua_tonumber(co, base) : 0;
+        int held = nres >= 3 && lua_toboolean(co, base + 2);
         lua_pop(co, nres);
-        wait_sleep(L, loop, th, s != s ? 0 : s);
+        wait_sleep(L, loop, th, s != s ? 0 : s, held);
     } else if (mark == &cps_mark_read || mark == &cps_mark_write) {
         int has_deadline = nres >= 3 && lua_type(co, base + 2) == LUA_TNUMBER;
         double deadline = has_deadline ? lua_tonumber(co, base + 2) : 0;

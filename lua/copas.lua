@@ -328,6 +328,14 @@ function copas.pauseforever()
   return yield(-1, SLEEP)
 end
 
+-- Internal, for the sync primitives: as pauseforever, but the scheduler
+-- holds the thread strongly while it waits (a plain pauseforever thread
+-- nobody refers to is collectable; one waiting for a lock is not), until
+-- it is woken or removed.
+function copas._waitforever()
+  return yield(-1, SLEEP, true)
+end
+
 --- Deprecated: negative sleeps until woken, nil/0 a round, positive seconds.
 function copas.sleep(s)
   if s ~= nil then check_seconds(s, 1, "sleep") end

@@ -70,14 +70,14 @@ function future:get()
     local co = loop:current()
     if co == nil then
       -- not a copas thread: this raises Lua's own "attempt to yield" error
-      copas.pauseforever()
+      copas._waitforever()
       co = coroutine_running()
     end
     local waiters = self.waiters
     waiters.n = waiters.n + 1
     waiters[waiters.n] = co
     repeat
-      copas.pauseforever()
+      copas._waitforever()
     until self.outcome ~= nil
   end
   local outcome = self.outcome

@@ -128,7 +128,7 @@ local function wait(self, rec, timeout)
     end)
   end
   repeat
-    copas.pauseforever()
+    copas._waitforever()
   until rec.state ~= "waiting"
   if timeout ~= huge then copas.timeout(0) end
 end
@@ -190,7 +190,7 @@ function lock:get(timeout)
 
   if co == MAIN or co ~= loop:current() then
     -- not a copas thread: this raises Lua's own "attempt to yield" error
-    copas.pauseforever()
+    copas._waitforever()
   end
   local rec = setmetatable({ co = co, state = "waiting" }, WEAK)
   fifo_push(self.queue, rec)

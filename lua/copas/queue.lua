@@ -112,7 +112,7 @@ end
 local function wait(list, rec, timeout)
   if loop:current() == nil then
     -- not a copas thread: this raises Lua's own "attempt to yield" error
-    copas.pauseforever()
+    copas._waitforever()
   end
   rec.thread = setmetatable({ loop:current() or coroutine_running() }, WEAK)
   fifo_push(list, rec)
@@ -126,7 +126,7 @@ local function wait(list, rec, timeout)
     end)
   end
   repeat
-    copas.pauseforever()
+    copas._waitforever()
   until rec.state ~= "waiting"
   if timeout ~= huge then copas.timeout(0) end
 end

@@ -130,7 +130,7 @@ local function wait(self, rec, timeout)
     end)
   end
   repeat
-    copas.pauseforever()
+    copas._waitforever()
   until rec.state ~= "waiting"
   if timeout ~= huge then copas.timeout(0) end
 end
@@ -196,7 +196,7 @@ function semaphore:take(n, timeout)
   local co = loop:current()
   if co == nil then
     -- not a copas thread: this raises Lua's own "attempt to yield" error
-    copas.pauseforever()
+    copas._waitforever()
     co = coroutine_running()
   end
   local rec = setmetatable({ co = co, n = n, state = "waiting" }, WEAK)

@@ -156,7 +156,7 @@ function Pool:_await(co, id, timeout)
       end
       copas.pause(left)
     else
-      copas.pauseforever()
+      copas._waitforever()
     end
   end
   local res = rec.res
