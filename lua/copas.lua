@@ -21,7 +21,7 @@ local setmetatable, getmetatable, rawget = setmetatable, getmetatable, rawget
 local unpack = table.unpack or unpack  -- luacheck: ignore 143 (unpack is 5.1's)
 local floor = math.floor
 
-local READ, WRITE, SLEEP, JOIN = core.READ, core.WRITE, core.SLEEP, core.JOIN
+local READ, WRITE, SLEEP = core.READ, core.WRITE, core.SLEEP
 
 -- submodules are loaded on first use; a fresh load of copas gets fresh ones
 local submodules = {
@@ -1034,7 +1034,7 @@ function tcp:settimeouts(c, s, r) return copas.settimeouts(self.socket, c, s, r)
 
 function tcp:close(...) return copas.close(self.socket, ...) end
 
-function tcp:flush() end
+function tcp.flush() end
 
 function tcp:dohandshake(params)
   params = params and normalize_sslparams(params).wrap or self.ssl_params.wrap
@@ -1096,9 +1096,9 @@ function udp:settimeout(t) return copas.settimeout(self.socket, t) end
 function udp:settimeouts(c, s, r) return copas.settimeouts(self.socket, c, s, r) end
 
 -- A UDP wrapper may share its socket with a server: close() keeps it open.
-function udp:close() return true end
+function udp.close() return true end
 
-function udp:flush() end
+function udp.flush() end
 
 for _, name in ipairs { "setpeername", "setsockname", "getsockname", "getpeername",
                         "getoption", "setoption", "getfd", "setfd", "dirty" } do
