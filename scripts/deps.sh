@@ -10,7 +10,7 @@
 set -eu
 
 pkgs_build="gcc make libssl-dev liblua5.4-dev lua5.4 lua-socket lua-sec"
-pkgs_test="lua-busted perl openssl nginx-light python3-pyftpdlib iproute2"
+pkgs_test="lua-busted lua-check perl openssl nginx-light python3-pyftpdlib iproute2"
 pkgs_lua51="lua5.1 liblua5.1-0-dev"
 pkgs_lua53="lua5.3 liblua5.3-dev"
 pkgs_lua54="lua5.4 liblua5.4-dev"
