@@ -6,6 +6,8 @@
 #   make test-backends         the specs once per poller: epoll, poll, select
 #   make asan                  AddressSanitizer + UBSan build, specs under it
 #   make tsan                  ThreadSanitizer build, worker and resolver specs
+#   make bench                 benchmark matrix (BENCH=quick: smoke run;
+#                              COPAS_REF_PATH=<Copas 4.11 dir> adds a column)
 #   make example               run examples/timers.lua against this tree
 #   make lint                  rockspec file lists + luacheck
 #   make clean                 remove build/ (and luarocks make leftovers)
@@ -161,7 +163,7 @@ clean:
 	@if [ -d copas ]; then rmdir copas; fi
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 # ThreadSanitizer build (Lua 5.4, its own directory): the worker pool's
 # threads against the loop's. Only the core is instrumented; the runtime is
@@ -191,3 +193,7 @@ tsan:
 	TSAN_OPTIONS=halt_on_error=1:exitcode=88 \
 	$(if $(COPAS_BACKEND),COPAS_BACKEND=$(COPAS_BACKEND)) \
 	$(call run_specs,lua5.4,$(TSAN_BUILD))
+
+.PHONY: bench
+bench: all
+	bench/run.sh $(or $(BENCH),full)
