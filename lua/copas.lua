@@ -29,7 +29,7 @@ local submodules = {
   semaphore = true, queue = true, future = true, limit = true,
 }
 for _, name in ipairs { "http", "ftp", "smtp", "timer", "lock", "semaphore", "queue",
-                        "future", "limit", "worker", "resolver" } do
+                        "future", "limit", "worker", "resolver", "waitqueue" } do
   package.loaded["copas." .. name] = nil
 end
 

@@ -68,6 +68,7 @@ build = {
     ["copas.semaphore"] = "lua/copas/semaphore.lua",
     ["copas.smtp"] = "lua/copas/smtp.lua",
     ["copas.timer"] = "lua/copas/timer.lua",
+    ["copas.waitqueue"] = "lua/copas/waitqueue.lua",
     ["copas.worker"] = "lua/copas/worker.lua",
   },
 }

@@ -16,7 +16,6 @@
 local copas = require "copas"
 
 local coroutine_running = coroutine.running
-local coroutine_status = coroutine.status
 local setmetatable, type, tostring, error = setmetatable, type, tostring, error
 local pairs, next = pairs, next
 local table_sort = table.sort
@@ -33,10 +32,10 @@ local Queue = {}
 Queue.__index = Queue
 
 
--- does copas still hold `co` (not finished, not removed)?
-local function alive(co)
-  return type(co) == "thread" and loop:state(co) ~= nil and coroutine_status(co) ~= "dead"
-end
+local waitqueue = require "copas.waitqueue"
+local alive, fifo_new, fifo_push, fifo_abandon, fifo_shift =
+  waitqueue.alive, waitqueue.new, waitqueue.push, waitqueue.abandon, waitqueue.shift
+
 
 local function check_timeout(t, n)
   if t ~= nil and not (type(t) == "number" and t >= 0) then
@@ -64,47 +63,6 @@ end
 -- waiter FIFOs (for `pop` and `finish`): records { thread = {co}, state,
 -- item }; state "waiting" until handed an item ("granted"), timed out,
 -- done or destroyed. The thread sits in a weak box, the item does not.
-
-local function fifo_new()
-  return { first = 1, last = 0, dead = 0 }
-end
-
-local function fifo_push(q, rec)
-  q.last = q.last + 1
-  q[q.last] = rec
-end
-
-local function fifo_compact(q)
-  local n = q.first - 1
-  for i = q.first, q.last do
-    local rec = q[i]
-    q[i] = nil
-    if rec.state == "waiting" then
-      n = n + 1
-      q[n] = rec
-    end
-  end
-  q.last, q.dead = n, 0
-end
-
-local function fifo_abandon(q)
-  q.dead = q.dead + 1
-  if q.dead > 16 and q.dead * 2 > q.last - q.first + 1 then
-    fifo_compact(q)
-  end
-end
-
-local function fifo_shift(q)
-  while q.first <= q.last do
-    local rec = q[q.first]
-    q[q.first] = nil
-    q.first = q.first + 1
-    if rec.state == "waiting" then return rec end
-    q.dead = q.dead - 1
-  end
-  q.first, q.last, q.dead = 1, 0, 0
-  return nil
-end
 
 
 -- Sleeps until `rec.state` leaves "waiting"; a finite `timeout` arms the

@@ -13,7 +13,6 @@
 local copas = require "copas"
 
 local coroutine_running = coroutine.running
-local coroutine_status = coroutine.status
 local setmetatable, type, tostring, error = setmetatable, type, tostring, error
 local huge = math.huge
 
@@ -28,10 +27,10 @@ local semaphore = {}
 semaphore.__index = semaphore
 
 
--- does copas still hold `co` (not finished, not removed)?
-local function alive(co)
-  return type(co) == "thread" and loop:state(co) ~= nil and coroutine_status(co) ~= "dead"
-end
+local waitqueue = require "copas.waitqueue"
+local alive, fifo_new, fifo_push, fifo_abandon, fifo_head, fifo_drop_head =
+  waitqueue.alive, waitqueue.new, waitqueue.push, waitqueue.abandon, waitqueue.head, waitqueue.drop_head
+
 
 local function non_negative(v)
   return type(v) == "number" and v >= 0  -- false for NaN
@@ -42,53 +41,6 @@ end
 -- ("granted"), timed out ("timeout") or destroyed. Records that stop
 -- waiting away from the head stay as tombstones until they reach the head,
 -- or until a compaction when they are the most.
-
-local function fifo_new()
-  return { first = 1, last = 0, dead = 0 }
-end
-
-local function fifo_push(q, rec)
-  q.last = q.last + 1
-  q[q.last] = rec
-end
-
-local function fifo_compact(q)
-  local n = q.first - 1
-  for i = q.first, q.last do
-    local rec = q[i]
-    q[i] = nil
-    if rec.state == "waiting" then
-      n = n + 1
-      q[n] = rec
-    end
-  end
-  q.last, q.dead = n, 0
-end
-
-local function fifo_abandon(q)
-  q.dead = q.dead + 1
-  if q.dead > 16 and q.dead * 2 > q.last - q.first + 1 then
-    fifo_compact(q)
-  end
-end
-
--- the oldest record still waiting (left in the queue); nil if none
-local function fifo_head(q)
-  while q.first <= q.last do
-    local rec = q[q.first]
-    if rec.state == "waiting" then return rec end
-    q[q.first] = nil
-    q.first = q.first + 1
-    q.dead = q.dead - 1
-  end
-  q.first, q.last, q.dead = 1, 0, 0
-  return nil
-end
-
-local function fifo_drop_head(q)
-  q[q.first] = nil
-  q.first = q.first + 1
-end
 
 
 -- Releases waiters from the head while their request fits, dropping
