@@ -918,16 +918,15 @@ void cps_loop_remove_all(lua_State *L, struct cps_loop *loop) {
 void cps_loop_close(lua_State *L, struct cps_loop *loop) {
     struct cps_threads *t = &loop->threads;
     size_t i;
-    while (t->len > 0) {
-        for (i = 0; i < t->cap; i++) {
-            if (t->slots[i] != NULL) {
-                struct cps_thread *th = t->slots[i];
-                if (th->state == CPS_T_RUNNING)
-                    th->state = CPS_T_GONE;     /* in no queue: detach ignores it */
-                cps_loop_drop(L, loop, th);
-                lua_pop(L, 1);
-                break;
-            }
+    /* drop from the back of the slot array: a deletion only shifts slots
+       that follow the hole, so each slot is visited once */
+    for (i = t->cap; i-- > 0;) {
+        while (t->slots[i] != NULL) {
+            struct cps_thread *th = t->slots[i];
+            if (th->state == CPS_T_RUNNING)
+                th->state = CPS_T_GONE;         /* in no queue: detach ignores it */
+            cps_loop_drop(L, loop, th);
+            lua_pop(L, 1);
         }
     }
     cps_threads_free(t);
