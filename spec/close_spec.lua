@@ -7,23 +7,14 @@ local copas
 local errors
 
 local function fresh_copas()
-  copas = helpers.reload()
-  errors = {}
-  copas.seterrorhandler(function(err, co)
-    errors[#errors + 1] = tostring(err) .. "\n" .. debug.traceback(co)
-  end, true)
+  copas, errors = helpers.reload_strict()
 end
 
 local function run(fn, timeout)
-  helpers.run(fn, timeout)
-  assert(#errors == 0, "thread failed: " .. tostring(errors[1]))
+  helpers.run_strict(errors, fn, timeout)
 end
 
-local function listen()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  return server, tonumber(port)
-end
+local listen = helpers.listen
 
 local function pair(server, port)
   local own = server == nil

@@ -97,4 +97,30 @@ function helpers.reload()
   return require "copas"
 end
 
+--- A listening TCP socket on `host` (default 127.0.0.1), port 0.
+-- @return server, port
+function helpers.listen(host)
+  local socket = require "socket"
+  local server = assert(socket.bind(host or "127.0.0.1", 0))
+  local _, port = server:getsockname()
+  return server, tonumber(port)
+end
+
+--- A fresh copas whose default error handler records every thread error.
+-- @return copas, the table the errors (with tracebacks) are appended to
+function helpers.reload_strict()
+  local copas = helpers.reload()
+  local errors = {}
+  copas.seterrorhandler(function(err, co)
+    errors[#errors + 1] = tostring(err) .. "\n" .. debug.traceback(co)
+  end, true)
+  return copas, errors
+end
+
+--- helpers.run, then fail if any thread failed (errors from reload_strict).
+function helpers.run_strict(errors, fn, timeout)
+  helpers.run(fn, timeout)
+  assert(#errors == 0, "thread failed: " .. tostring(errors[1]))
+end
+
 return helpers

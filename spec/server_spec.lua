@@ -8,23 +8,14 @@ local copas
 local errors
 
 local function fresh_copas()
-  copas = helpers.reload()
-  errors = {}
-  copas.seterrorhandler(function(err, co)
-    errors[#errors + 1] = tostring(err) .. "\n" .. debug.traceback(co)
-  end, true)
+  copas, errors = helpers.reload_strict()
 end
 
 local function run(fn, timeout)
-  helpers.run(fn, timeout)
-  assert(#errors == 0, "thread failed: " .. tostring(errors[1]))
+  helpers.run_strict(errors, fn, timeout)
 end
 
-local function listen(host)
-  local server = assert(socket.bind(host or "127.0.0.1", 0))
-  local _, port = server:getsockname()
-  return server, tonumber(port)
-end
+local listen = helpers.listen
 
 -- a blocking client connected from the main chunk (connect completes in
 -- the kernel against a listening socket); LuaSocket timeout 0 afterwards

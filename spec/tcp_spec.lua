@@ -9,17 +9,12 @@ local copas
 local errors      -- messages of threads that died (collected by the handler)
 
 local function fresh_copas()
-  copas = helpers.reload()
-  errors = {}
-  copas.seterrorhandler(function(err, co)
-    errors[#errors + 1] = tostring(err) .. "\n" .. debug.traceback(co)
-  end, true)
+  copas, errors = helpers.reload_strict()
 end
 
 -- runs `fn` as a thread until the loop ends; fails on any thread error
 local function run(fn, timeout)
-  helpers.run(fn, timeout)
-  assert(#errors == 0, "thread failed: " .. tostring(errors[1]))
+  helpers.run_strict(errors, fn, timeout)
 end
 
 local has_ipv6 = (function()
@@ -29,11 +24,7 @@ local has_ipv6 = (function()
 end)()
 
 -- a listening socket on `host` (default 127.0.0.1), port 0 read back
-local function listen(host)
-  local server = assert(socket.bind(host or "127.0.0.1", 0))
-  local _, port = server:getsockname()
-  return server, tonumber(port)
-end
+local listen = helpers.listen
 
 -- two connected raw TCP sockets, both with LuaSocket timeout 0
 local function pair(host)

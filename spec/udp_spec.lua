@@ -7,16 +7,11 @@ local copas
 local errors
 
 local function fresh_copas()
-  copas = helpers.reload()
-  errors = {}
-  copas.seterrorhandler(function(err, co)
-    errors[#errors + 1] = tostring(err) .. "\n" .. debug.traceback(co)
-  end, true)
+  copas, errors = helpers.reload_strict()
 end
 
 local function run(fn, timeout)
-  helpers.run(fn, timeout)
-  assert(#errors == 0, "thread failed: " .. tostring(errors[1]))
+  helpers.run_strict(errors, fn, timeout)
 end
 
 local has_ipv6 = (function()
