@@ -123,4 +123,24 @@ function helpers.run_strict(errors, fn, timeout)
   assert(#errors == 0, "thread failed: " .. tostring(errors[1]))
 end
 
+--- helpers.run for specs with in-process servers: runs `fn` as a thread;
+-- when it returns, or any thread fails, calls every server's `stop()`;
+-- re-raises the first thread error.
+function helpers.run_serving(copas, fn, timeout, ...)
+  local servers = { ... }
+  local function stop()
+    for _, s in ipairs(servers) do s.stop() end
+  end
+  local failure
+  helpers.run(function()
+    copas.seterrorhandler(function(msg)
+      failure = msg
+      stop()
+    end)
+    fn()
+    stop()
+  end, timeout)
+  if failure then error(failure, 0) end
+end
+
 return helpers

@@ -58,20 +58,7 @@ end
 -- runs `fn` as a copas thread until the loop ends (bounded); the servers
 -- given are stopped when `fn` returns or fails, and a failure is re-raised
 local function run(fn, timeout, ...)
-  local servers = { ... }
-  local function stop()
-    for _, s in ipairs(servers) do s.stop() end
-  end
-  local failure
-  helpers.run(function()
-    copas.seterrorhandler(function(msg)
-      failure = msg
-      stop()
-    end)
-    fn()
-    stop()
-  end, timeout or 20)
-  if failure then error(failure, 0) end
+  helpers.run_serving(copas, fn, timeout or 20, ...)
 end
 
 local _  -- placeholder for ignored results

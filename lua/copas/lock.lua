@@ -180,23 +180,13 @@ end
 
 
 do
-  local function destroyed()
-    return nil, "destroyed"
-  end
-
-  local destroyed_mt = {
-    __index = function()
-      return destroyed
-    end,
-  }
-
   --- Destroys the lock: every waiting `get` (also one that was just handed
   -- the lock) returns nil, "destroyed"; afterwards every method returns
   -- nil, "destroyed".
   -- @return true
   function lock:destroy()
     self.destroyed = true
-    setmetatable(self, destroyed_mt)
+    setmetatable(self, waitqueue.destroyed_mt)
     while true do
       local rec = fifo_shift(self.queue)
       if rec == nil then break end

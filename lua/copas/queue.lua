@@ -259,16 +259,6 @@ end
 
 
 do
-  local function destroyed()
-    return nil, "destroyed"
-  end
-
-  local destroyed_mt = {
-    __index = function()
-      return destroyed
-    end,
-  }
-
   --- Destroys the queue: drops its items, waiting pops return nil,
   -- "destroyed", workers exit; afterwards every method returns nil,
   -- "destroyed".
@@ -276,7 +266,7 @@ do
   function Queue:destroy()
     self.destroyed = true
     self.stopping = true
-    setmetatable(self, destroyed_mt)
+    setmetatable(self, waitqueue.destroyed_mt)
     self.items, self.first, self.last = {}, 1, 0
     while true do
       local rec = fifo_shift(self.poppers)

@@ -210,22 +210,12 @@ end
 
 
 do
-  local function destroyed()
-    return nil, "destroyed"
-  end
-
-  local destroyed_mt = {
-    __index = function()
-      return destroyed
-    end,
-  }
-
   --- Destroys the semaphore: every waiter returns nil, "destroyed" (and
   -- cancels its timeout); afterwards every method returns nil, "destroyed".
   -- @return true
   function semaphore:destroy()
     self.destroyed = true
-    setmetatable(self, destroyed_mt)
+    setmetatable(self, waitqueue.destroyed_mt)
     local q = self.queue
     for i = q.first, q.last do
       local rec = q[i]

@@ -92,6 +92,12 @@ local function fifo_drop_head(q)
   q.first = q.first + 1
 end
 
+-- the metatable of a destroyed primitive: every method returns nil, "destroyed"
+local function destroyed()
+  return nil, "destroyed"
+end
+M.destroyed_mt = { __index = function() return destroyed end }
+
 M.alive = alive
 M.new = fifo_new
 M.push = fifo_push
