@@ -226,11 +226,7 @@ static int l_addserver(lua_State *L) {
     int err = cps_loop_add_server(L, loop, 2);
     if (err < 0) {
         lua_pushnil(L);
-        if (err == -ERANGE)
-            lua_pushfstring(L, "descriptor does not fit the select backend (FD_SETSIZE is %d);"
-                            " use COPAS_BACKEND=epoll or poll", (int)FD_SETSIZE);
-        else
-            lua_pushstring(L, strerror(-err));
+        cps_loop_pusherror(L, -err);
         return 2;
     }
     lua_pushboolean(L, 1);

@@ -417,7 +417,7 @@ void cps_loop_drop(lua_State *L, struct cps_loop *loop, struct cps_thread *th) {
 
 /* the socket at the top of L takes descriptor fd (entry e) */
 static void claim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent *e) {
-    if (e->sock != NULL) {
+    if (e->claimed) {
         /* the old socket was closed behind our back: its waiters retry
            and meet "closed"; the kernel interest is unknown now */
         wake_all(loop, &e->readers, CPS_R_READY, 0);
@@ -430,7 +430,7 @@ static void claim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent 
     /* the kernel may have dropped the descriptor with its old owner:
        the next watch adds it anew (the backends fall back to modify) */
     e->kmask = 0;
-    e->sock = e;                                /* claimed */
+    e->claimed = 1;
     lua_pushvalue(L, -1);
     set_sock(L, loop, fd);
 }
@@ -544,6 +544,15 @@ static void on_yield(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
 }
 
 
+void cps_loop_pusherror(lua_State *L, int err) {
+    if (err == ERANGE)
+        lua_pushfstring(L, "descriptor does not fit the select backend (FD_SETSIZE is %d);"
+                        " use COPAS_BACKEND=epoll or poll", (int)FD_SETSIZE);
+    else
+        lua_pushstring(L, strerror(err));
+}
+
+
 /* push what the yield of `th` returns; the number of values */
 static int push_resume(struct cps_thread *th) {
     lua_State *co = th->co;
@@ -563,11 +572,7 @@ static int push_resume(struct cps_thread *th) {
         lua_pushboolean(co, 0);
         return 1;
     case CPS_R_ERROR:
-        if (th->err == ERANGE)
-            lua_pushfstring(co, "descriptor does not fit the select backend (FD_SETSIZE is %d);"
-                            " use COPAS_BACKEND=epoll or poll", (int)FD_SETSIZE);
-        else
-            lua_pushstring(co, strerror(th->err));
+        cps_loop_pusherror(co, th->err);
         return 1;
     default:
         return 0;
@@ -624,14 +629,12 @@ void cps_loop_set_timeout(lua_State *L, struct cps_loop *loop, struct cps_thread
     untimeout(loop, th);
     luaL_unref(L, LUA_REGISTRYINDEX, th->timeout_cb);
     th->timeout_cb = LUA_NOREF;
-    if (delay > 0 && cps_heap_reserve(&loop->heap, 1) == 0) {
+    if (delay > 0) {                            /* the caller reserved room */
         th->timeout_cb = luaL_ref(L, LUA_REGISTRYINDEX);
         cps_heap_push(&loop->heap, &th->timeout, cps_clock_now() + delay);
         loop->n_timeouts++;
         if (th->state == CPS_T_FOREVER)
             loop->n_idle_timeout++;
-    } else if (delay > 0) {
-        lua_pop(L, 1);
     }
 }
 
@@ -660,7 +663,7 @@ static void forget_fd(lua_State *L, struct cps_loop *loop, int fd, struct cps_fd
         loop->ops->unwatch(loop->poller, fd);
         e->kmask = 0;
     }
-    e->sock = NULL;
+    e->claimed = 0;
     lua_pushnil(L);
     set_sock(L, loop, fd);
 }
@@ -669,7 +672,7 @@ static void forget_fd(lua_State *L, struct cps_loop *loop, int fd, struct cps_fd
 void cps_loop_forget_socket(lua_State *L, struct cps_loop *loop, int idx) {
     int fd = cps_loop_getfd(L, idx);
     struct cps_fdent *e = cps_waitset_find(&loop->ws, fd);
-    if (e != NULL && e->sock != NULL && same_sock(L, loop, fd, idx))
+    if (e != NULL && e->claimed && same_sock(L, loop, fd, idx))
         forget_fd(L, loop, fd, e);
 }
 
@@ -735,8 +738,8 @@ static void settle(lua_State *L, struct cps_loop *loop) {
             }
             e->kmask = w;
         }
-        if (w == 0 && e->sock != NULL) {
-            e->sock = NULL;
+        if (w == 0 && e->claimed) {
+            e->claimed = 0;
             lua_pushnil(L);
             set_sock(L, loop, fd);
         }

@@ -91,7 +91,8 @@ void cps_loop_drop(lua_State *L, struct cps_loop *loop, struct cps_thread *th);
 void cps_loop_remove_all(lua_State *L, struct cps_loop *loop);
 
 /* arm (delay > 0) or cancel (delay <= 0) the copas.timeout of `th`;
-   the callback is at the top of L when arming (popped) */
+   the callback is at the top of L when arming (popped); the caller has
+   reserved room in the heap */
 void cps_loop_set_timeout(lua_State *L, struct cps_loop *loop, struct cps_thread *th, double delay);
 
 /* wake everyone waiting on the socket at `idx` and forget its descriptor */
@@ -107,6 +108,9 @@ struct cps_thread *cps_loop_thread(lua_State *L, struct cps_loop *loop, lua_Stat
 
 /* purge every collected pauseforever thread */
 void cps_loop_sweep(lua_State *L, struct cps_loop *loop);
+
+/* push the message for a poller error (-err from a backend) */
+void cps_loop_pusherror(lua_State *L, int err);
 
 /* the descriptor of the socket at `idx` (its getfd()), or -1 */
 int cps_loop_getfd(lua_State *L, int idx);

@@ -18,9 +18,8 @@ struct cps_fdent {
     unsigned kmask;                     /* what the kernel watches */
     int server;                         /* server socket: always wants READ */
     int changed;                        /* listed in the change list */
-    const void *sock;                   /* non-NULL while claimed by a socket;
-                                           which one is in the loop's weak
-                                           fd -> socket table */
+    int claimed;                        /* a socket owns it; which one is in
+                                           the loop's weak fd -> socket table */
 };
 
 struct cps_waitset {
