@@ -197,3 +197,6 @@ tsan:
 .PHONY: bench
 bench: all
 	bench/run.sh $(or $(BENCH),full)
+
+# further targets, one file per concern (fuzzing, coverage, docs, ...)
+-include $(sort $(wildcard mk/*.mk))
