@@ -674,22 +674,39 @@ local function finish(...)
   return ...
 end
 
+-- Sockets whose last receive found nothing to read. A request/response
+-- peer mostly leaves the socket empty after each complete message, so the
+-- next receive on such a socket waits for readiness first instead of
+-- calling recv() only to get EAGAIN; a socket that keeps having data (a
+-- bulk transfer) is read optimistically. Data buffered in the socket object
+-- (dirty) is always read at once.
+local drained = setmetatable({}, weak_keys)
+
 -- receive loop shared by receive and receivepartial
 local function do_receive(client, pattern, part, partial)
   make_nonblocking(client)
   local deadline = deadline_of(client, "receive")
   if test_mode then op_begin(client, "read") end
   local s, err
+  local waited_first = drained[client] and not client:dirty()
+  if waited_first and not wait(client, READ, deadline) then
+    s, err, part = client:receive(pattern, part)
+    if s or not must_wait[err] then return finish(s, err, part) end
+    return finish(nil, timeout_error(err), part)
+  end
   repeat
     local before = part
     s, err, part = client:receive(pattern, part)
     if s or not must_wait[err] then
+      -- more than asked for arrived: a stream, read it optimistically
+      if waited_first and client:dirty() then drained[client] = nil end
       maybe_yield()
       return finish(s, err, part)
     end
     if partial and part ~= nil and part ~= "" and part ~= before then
       return finish(nil, timeout_error(err), part)
     end
+    drained[client] = true
     if not wait(client, direction(err), deadline) then
       s, err, part = client:receive(pattern, part)
       if s or not must_wait[err] then return finish(s, err, part) end
