@@ -619,6 +619,14 @@ local function maybe_yield()
   end
 end
 
+-- the end of an operation that completed without waiting
+local function done(...)
+  unyielded = unyielded + 1
+  if unyielded >= UNYIELDED_BUDGET then maybe_yield() end
+  if test_mode then op_end() end
+  return ...
+end
+
 -- wait until `skt` is ready in `dir`; false when the deadline passed
 local function wait(skt, dir, deadline)
   unyielded = 0
@@ -677,40 +685,41 @@ end
 -- Sockets whose last receive found nothing to read. A request/response
 -- peer mostly leaves the socket empty after each complete message, so the
 -- next receive on such a socket waits for readiness first instead of
--- calling recv() only to get EAGAIN; a socket that keeps having data (a
--- bulk transfer) is read optimistically. Data buffered in the socket object
--- (dirty) is always read at once.
+-- calling recv() only to get EAGAIN. Data buffered in the socket object
+-- (dirty) is read at once, and marks the socket as streaming again.
 local drained = setmetatable({}, weak_keys)
 
--- receive loop shared by receive and receivepartial
-local function do_receive(client, pattern, part, partial)
-  make_nonblocking(client)
-  local deadline = deadline_of(client, "receive")
-  if test_mode then op_begin(client, "read") end
+-- the read after a wait that ended at the deadline
+local function last_receive(client, pattern, part)
   local s, err
-  local waited_first = drained[client] and not client:dirty()
-  if waited_first and not wait(client, READ, deadline) then
-    s, err, part = client:receive(pattern, part)
-    if s or not must_wait[err] then return finish(s, err, part) end
-    return finish(nil, timeout_error(err), part)
+  s, err, part = client:receive(pattern, part)
+  if s or not must_wait[err] then return finish(s, err, part) end
+  return finish(nil, timeout_error(err), part)
+end
+
+-- receive loop shared by receive and receivepartial
+local function do_receive(client, pattern, part, partial, timeout)
+  if not nonblocking[client] then make_nonblocking(client) end
+  local deadline = timeout and timeout > 0 and now() + timeout or nil
+  if test_mode then op_begin(client, "read") end
+  if drained[client] then
+    if client:dirty() then
+      drained[client] = nil
+    elseif not wait(client, READ, deadline) then
+      return last_receive(client, pattern, part)
+    end
   end
+  local s, err
   repeat
     local before = part
     s, err, part = client:receive(pattern, part)
-    if s or not must_wait[err] then
-      -- more than asked for arrived: a stream, read it optimistically
-      if waited_first and client:dirty() then drained[client] = nil end
-      maybe_yield()
-      return finish(s, err, part)
-    end
+    if s or not must_wait[err] then return done(s, err, part) end
     if partial and part ~= nil and part ~= "" and part ~= before then
       return finish(nil, timeout_error(err), part)
     end
-    drained[client] = true
+    if client.dirty then drained[client] = true end
     if not wait(client, direction(err), deadline) then
-      s, err, part = client:receive(pattern, part)
-      if s or not must_wait[err] then return finish(s, err, part) end
-      return finish(nil, timeout_error(err), part)
+      return last_receive(client, pattern, part)
     end
   until false
 end
@@ -718,27 +727,33 @@ end
 --- Receives from a raw socket, yielding while no data is available.
 -- @return data | nil, err, partial
 function copas.receive(client, pattern, part)
-  check_socket(client, "receive")
-  if is_udp(client) then
-    if (type(pattern) ~= "number" and pattern ~= nil) or (pattern and pattern < 0) then
-      argerror(2, "receive", "non-negative number expected for a UDP socket")
+  -- a userdata of a class met before as TCP skips the checks
+  if type(client) ~= "userdata" or udp_classes[getmetatable(client)] ~= false then
+    check_socket(client, "receive")
+    if is_udp(client) then
+      if (type(pattern) ~= "number" and pattern ~= nil) or (pattern and pattern < 0) then
+        argerror(2, "receive", "non-negative number expected for a UDP socket")
+      end
+      return copas.receivefrom(client, pattern, true)
     end
-    return copas.receivefrom(client, pattern, true)
   end
-  check_pattern(pattern, "receive")
-  pattern = spelled[pattern] or pattern or "*l"
+  if pattern == nil then
+    pattern = "*l"
+  elseif pattern ~= "*l" then
+    check_pattern(pattern, "receive")
+    pattern = spelled[pattern] or pattern
+  end
   local t = sock_timeouts[client]
-  if t and t.receive == 0 then
-    return do_receive(client, pattern, part, true)
-  end
-  return do_receive(client, pattern, part, false)
+  local timeout = t and t.receive
+  return do_receive(client, pattern, part, timeout == 0, timeout)
 end
 
 --- As `receive`, but returns as soon as any new data arrived.
 function copas.receivepartial(client, pattern, part)
   check_socket(client, "receivepartial")
   check_pattern(pattern, "receivepartial")
-  return do_receive(client, spelled[pattern] or pattern or "*l", part, true)
+  local t = sock_timeouts[client]
+  return do_receive(client, spelled[pattern] or pattern or "*l", part, true, t and t.receive)
 end
 copas.receivePartial = copas.receivepartial
 
@@ -776,20 +791,20 @@ end
 --- Sends `data:sub(i, j)`, yielding while the socket cannot take more.
 -- @return index of the last byte sent | nil, err, last index sent
 function copas.send(client, data, from, to)
-  check_socket(client, "send")
-  if is_udp(client) then return client:send(data) end
-  from = from or 1
-  make_nonblocking(client)
-  local deadline = deadline_of(client, "send")
+  if type(client) ~= "userdata" or udp_classes[getmetatable(client)] ~= false then
+    check_socket(client, "send")
+    if is_udp(client) then return client:send(data) end
+  end
+  if not nonblocking[client] then make_nonblocking(client) end
+  local t = sock_timeouts[client]
+  t = t and t.send
+  local deadline = t and t > 0 and now() + t or nil
   if test_mode then op_begin(client, "write") end
-  local last = from - 1
+  local last = (from or 1) - 1
   repeat
     local s, err
     s, err, last = client:send(data, last + 1, to)
-    if s or not must_wait[err] then
-      maybe_yield()
-      return finish(s, err, last)
-    end
+    if s or not must_wait[err] then return done(s, err, last) end
     if not wait(client, err == "wantread" and READ or WRITE, deadline) then
       s, err, last = client:send(data, last + 1, to)
       if s or not must_wait[err] then return finish(s, err, last) end
