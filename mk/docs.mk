@@ -1,0 +1,35 @@
+# Reference manual: LDoc reads the doc comments of lua/copas.lua and
+# lua/copas/*.lua (config.ld) and writes HTML to docs/reference/.
+#
+#   make docs
+#
+# A non-zero exit of LDoc, or any line it prints about a source file
+# (file:line: ...), a module without items, or a missing markdown formatter
+# fails the target, so it can gate CI. lua-discount is LDoc's markdown
+# formatter (Debian's lua-ldoc ships none of its own).
+
+DOCS_PKGS = lua-ldoc lua-discount
+
+.PHONY: docs docs-deps
+docs: docs-deps
+	@rm -rf docs/reference
+	@out="$$(ldoc . 2>&1)"; rc=$$?; printf '%s\n' "$$out"; \
+	if [ $$rc -ne 0 ]; then echo "docs: ldoc exited with status $$rc"; exit 1; fi; \
+	if printf '%s\n' "$$out" | grep -Eiq '^[^ ]+:[0-9]+: |contains no items|not found|falling back|warning|error'; then \
+	  echo "docs: ldoc reported problems (above)"; exit 1; fi
+	@echo "docs: open docs/reference/index.html"
+
+# as scripts/deps.sh does: install what is missing as root, else print the command
+docs-deps:
+	@missing=""; \
+	for p in $(DOCS_PKGS); do \
+	  dpkg -s "$$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -eq 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  else \
+	    echo "Missing Debian packages. Install them with:" >&2; \
+	    echo "  sudo apt-get install -y --no-install-recommends$$missing" >&2; exit 1; \
+	  fi; \
+	fi
