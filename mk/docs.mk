@@ -6,9 +6,10 @@
 # A non-zero exit of LDoc, or any line it prints about a source file
 # (file:line: ...), a module without items, or a missing markdown formatter
 # fails the target, so it can gate CI. lua-discount is LDoc's markdown
-# formatter (Debian's lua-ldoc ships none of its own).
+# formatter (Debian's lua-ldoc ships none of its own). The guide
+# (docs/guide/*.md) is included as LDoc topics.
 
-DOCS_PKGS = lua-ldoc lua-discount
+DOCS_PKGS = lua-ldoc lua-discount perl
 
 .PHONY: docs docs-deps
 docs: docs-deps
@@ -17,6 +18,12 @@ docs: docs-deps
 	if [ $$rc -ne 0 ]; then echo "docs: ldoc exited with status $$rc"; exit 1; fi; \
 	if printf '%s\n' "$$out" | grep -Eiq '^[^ ]+:[0-9]+: |contains no items|not found|falling back|warning|error'; then \
 	  echo "docs: ldoc reported problems (above)"; exit 1; fi
+	@# links between guide pages point at .md files: in the HTML they go to
+	@# <page>.md.html; links out of the guide (../robustness.md, ../../bench/)
+	@# climb one more level: docs/reference/topics/ is one deeper than docs/guide/
+	@perl -pi -e 's{href="([A-Za-z0-9_-]+)\.md(?:#[^"]*)?"}{href="$$1.md.html"}g; \
+	  s{href="\.\./(?!index\.html|ldoc\.css|modules/|topics/)}{href="../../}g' \
+	  docs/reference/topics/*.html
 	@echo "docs: open docs/reference/index.html"
 
 # as scripts/deps.sh does: install what is missing as root, else print the command
