@@ -215,6 +215,7 @@ function copas.seterrorhandler(handler, default)
     errhandlers[coroutine_running()] = handler
   end
 end
+
 --- Alias of `seterrorhandler`.
 -- @function setErrorHandler
 copas.setErrorHandler = copas.seterrorhandler
@@ -849,6 +850,7 @@ function copas.receivepartial(client, pattern, part)
   check_pattern(pattern, "receivepartial")
   return do_receive(client, spelled[pattern] or pattern or "*l", part, true)
 end
+
 --- Alias of `receivepartial`.
 -- @function receivePartial
 copas.receivePartial = copas.receivepartial
@@ -1129,6 +1131,7 @@ end
 function copas.useSocketTimeoutErrors(bool)
   raw_errors[coroutine_running()] = not not bool
 end
+
 --- Alias of `useSocketTimeoutErrors`.
 -- @function usesockettimeouterrors
 copas.usesockettimeouterrors = copas.useSocketTimeoutErrors
@@ -1190,13 +1193,8 @@ local function renew_socket(self, old)
   return new
 end
 
---- A wrapped TCP socket, as returned by `copas.wrap`. Besides the methods
--- below it passes `bind`, `listen`, `accept`, `getstats`, `setstats`,
--- `shutdown`, `getfd`, `setfd` and `dirty` to the socket; `getsockname`,
--- `getpeername`, `getoption` and `setoption` too, answering `nil, "not
--- implemented by LuaSec"` where the socket lacks them; `getalpn` and
--- `getsniname` on a TLS socket (`nil, "not a tls socket"` otherwise);
--- `flush` does nothing. The field `socket` holds the socket underneath (the
+--- A wrapped TCP socket, as returned by `copas.wrap`: its methods yield
+-- instead of blocking. The field `socket` holds the socket underneath (the
 -- TLS socket after a handshake).
 -- @type tcp
 
@@ -1236,6 +1234,8 @@ function tcp:receive(pattern, prefix) return copas.receive(self.socket, pattern,
 -- @param pattern `"*l"`, `"*a"` or a byte count
 -- @param prefix string
 function tcp:receivepartial(pattern, prefix) return copas.receivepartial(self.socket, pattern, prefix) end
+--- Alias of `receivepartial`.
+-- @function tcp:receivePartial
 tcp.receivePartial = tcp.receivepartial
 
 --- `copas.settimeout` on the wrapped socket.
@@ -1251,6 +1251,7 @@ function tcp:settimeouts(c, s, r) return copas.settimeouts(self.socket, c, s, r)
 --- `copas.close` on the wrapped socket.
 function tcp:close(...) return copas.close(self.socket, ...) end
 
+--- Does nothing (deprecated, as in Copas).
 function tcp.flush() end
 
 --- Performs the TLS handshake (see `copas.dohandshake`) and puts the TLS
@@ -1286,6 +1287,13 @@ local function tls_only(name)
     return f(self.socket, ...)
   end
 end
+
+--- The protocol ALPN negotiated; `nil, "not a tls socket"` on a plain socket.
+-- @function tcp:getalpn
+
+--- The SNI name the client asked for (server side); `nil, "not a tls socket"`
+-- on a plain socket.
+-- @function tcp:getsniname
 tcp.getalpn = tls_only("getalpn")
 tcp.getsniname = tls_only("getsniname")
 
@@ -1296,6 +1304,22 @@ local function maybe_missing(name)
     return f(self.socket, ...)
   end
 end
+
+--- The local address and port, as LuaSocket's `getsockname`; `nil, "not
+-- implemented by LuaSec"` where the socket lacks it.
+-- @function tcp:getsockname
+
+--- The peer's address and port, as LuaSocket's `getpeername`; `nil, "not
+-- implemented by LuaSec"` where the socket lacks it.
+-- @function tcp:getpeername
+
+--- LuaSocket's `getoption`; `nil, "not implemented by LuaSec"` where the
+-- socket lacks it.
+-- @function tcp:getoption
+
+--- LuaSocket's `setoption`; `nil, "not implemented by LuaSec"` where the
+-- socket lacks it.
+-- @function tcp:setoption
 for _, name in ipairs { "getsockname", "getpeername", "getoption", "setoption" } do
   tcp[name] = maybe_missing(name)
 end
@@ -1303,14 +1327,40 @@ end
 local function pass(name)
   return function(self, ...) return self.socket[name](self.socket, ...) end
 end
+
+--- LuaSocket's `bind`, passed through.
+-- @function tcp:bind
+
+--- LuaSocket's `listen`, passed through.
+-- @function tcp:listen
+
+--- LuaSocket's `accept`, passed through.
+-- @function tcp:accept
+
+--- LuaSocket's `getstats`, passed through.
+-- @function tcp:getstats
+
+--- LuaSocket's `setstats`, passed through.
+-- @function tcp:setstats
+
+--- LuaSocket's `shutdown`, passed through.
+-- @function tcp:shutdown
+
+--- LuaSocket's `getfd`, passed through.
+-- @function tcp:getfd
+
+--- LuaSocket's `setfd`, passed through.
+-- @function tcp:setfd
+
+--- LuaSocket's `dirty`, passed through.
+-- @function tcp:dirty
 for _, name in ipairs { "bind", "listen", "accept", "getstats", "setstats", "shutdown",
                         "getfd", "setfd", "dirty" } do
   tcp[name] = pass(name)
 end
 
---- A wrapped UDP socket, as returned by `copas.wrap`. It also passes
--- `setpeername`, `setsockname`, `getsockname`, `getpeername`, `getoption`,
--- `setoption`, `getfd`, `setfd` and `dirty` to the socket.
+--- A wrapped UDP socket, as returned by `copas.wrap`. The field `socket`
+-- holds the socket underneath.
 -- @type udp
 
 --- Sends a datagram on a connected socket; never waits.
@@ -1348,8 +1398,35 @@ function udp:settimeouts(c, s, r) return copas.settimeouts(self.socket, c, s, r)
 -- @return true
 function udp.close() return true end
 
+--- Does nothing (deprecated, as in Copas).
 function udp.flush() end
 
+--- LuaSocket's `setpeername`, passed through.
+-- @function udp:setpeername
+
+--- LuaSocket's `setsockname`, passed through.
+-- @function udp:setsockname
+
+--- LuaSocket's `getsockname`, passed through.
+-- @function udp:getsockname
+
+--- LuaSocket's `getpeername`, passed through.
+-- @function udp:getpeername
+
+--- LuaSocket's `getoption`, passed through.
+-- @function udp:getoption
+
+--- LuaSocket's `setoption`, passed through.
+-- @function udp:setoption
+
+--- LuaSocket's `getfd`, passed through.
+-- @function udp:getfd
+
+--- LuaSocket's `setfd`, passed through.
+-- @function udp:setfd
+
+--- LuaSocket's `dirty`, passed through.
+-- @function udp:dirty
 for _, name in ipairs { "setpeername", "setsockname", "getsockname", "getpeername",
                         "getoption", "setoption", "getfd", "setfd", "dirty" } do
   udp[name] = pass(name)

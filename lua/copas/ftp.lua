@@ -68,9 +68,10 @@ function session:greet()
   return 1
 end
 
+--- USER (and PASS when asked); defaults socket.ftp.USER/PASSWORD.
 -- @param user string
 -- @param password string
---- USER (and PASS when asked); defaults socket.ftp.USER/PASSWORD. @return 1
+-- @return 1
 function session:login(user, password)
   self.try(self.tp:command("user", user or sftp.USER))
   local code = self.try(self.tp:check { "2..", 331 })
@@ -81,16 +82,18 @@ function session:login(user, password)
   return 1
 end
 
--- @param t "a" or "i"
---- TYPE ("a" or "i"). @return 1
+--- TYPE: the transfer type.
+-- @param t "a" (ASCII) or "i" (binary)
+-- @return 1
 function session:type(t)
   self.try(self.tp:command("type", t))
   self.try(self.tp:check(200))
   return 1
 end
 
+--- CWD: changes the directory.
 -- @param dir string
---- CWD. @return 1
+-- @return 1
 function session:cwd(dir)
   self.try(self.tp:command("cwd", dir))
   self.try(self.tp:check(250))

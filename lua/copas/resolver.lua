@@ -83,8 +83,9 @@ function M.resolve(host, family, timeout)
   return get_pool():resolve(host, family, timeout)
 end
 
+--- Whether `host` is a literal address (no lookup needed).
 -- @param host string
---- @return true when `host` is a literal IPv4 or IPv6 address
+-- @return true when `host` is a literal IPv4 or IPv6 address
 function M.isliteral(host)
   return type(host) == "string" and core.addr_literal(host) ~= nil
 end
