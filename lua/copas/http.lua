@@ -6,16 +6,6 @@
 -- generic request forms, ltn12 sources and sinks) plus https, redirects
 -- across schemes and per-operation timeouts.
 -- @module copas.http
--- @field TIMEOUT seconds for each connect, send and receive (default 60)
--- @field PORT default port of http URLs (80)
--- @field SSLPORT default port of https URLs (443)
--- @field USERAGENT the `user-agent` header sent
--- @field SSLPROTOCOL LuaSec protocol for https ("tlsv1_2")
--- @field SSLOPTIONS LuaSec options for https ("all")
--- @field SSLVERIFY "peer" (default): verify the certificate against the
--- system CA store and check that it names the host; "none" opts out
--- @field SSLSNISTRICT default `strict` of SNI (false)
--- @field PROXY proxy URL used when a request gives none (default unset)
 
 local copas = require "copas"
 local socket = require "socket"
@@ -31,6 +21,19 @@ local concat, lower, find, format = table.concat, string.lower, string.find, str
 -- a pcall that works across yields on every Lua the project supports
 local pcall_y = copas._pcall or pcall
 
+--- Settings: fields of the module, read at each request and assignable
+-- (`copas.http.TIMEOUT = 10`).
+-- @field TIMEOUT seconds for each connect, send and receive (default 60)
+-- @field PORT default port of http URLs (80)
+-- @field SSLPORT default port of https URLs (443)
+-- @field USERAGENT the `user-agent` header sent
+-- @field SSLPROTOCOL LuaSec protocol for https ("tlsv1_2")
+-- @field SSLOPTIONS LuaSec options for https ("all")
+-- @field SSLVERIFY "peer" (default): verify the certificate against the
+-- system CA store and check that it names the host; "none" opts out
+-- @field SSLSNISTRICT default `strict` of SNI (false)
+-- @field PROXY proxy URL used when a request gives none (default unset)
+-- @table settings
 local M = {
   TIMEOUT = 60,
   PORT = 80,
