@@ -62,6 +62,10 @@ local function check_gone(self)
 end
 
 
+--- A future, made by `addthread` or `addnamedthread`; calling it, `f(...)`,
+-- is `f:get()`.
+-- @type future
+
 --- Waits until the task finished or was cancelled.
 -- @return true, results... | false, err (false, "cancelled" when cancelled)
 function future:get()
@@ -115,6 +119,9 @@ function future:cancel()
   return true
 end
 
+
+--- Creating futures.
+-- @section create
 
 --- Runs `fn(...)` as a copas thread named `name` (as copas.addnamedthread).
 -- Its errors are captured, never reported to an error handler.

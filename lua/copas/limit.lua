@@ -41,6 +41,10 @@ function limit.new(maxt)
   return setmetatable({ _handle = loop:newset(maxt) }, set_mt)
 end
 
+--- A task set, made by `new`. Readable fields: `maxt`, `count` (tasks
+-- counted as running).
+-- @type set
+
 --- Adds a task `fn(...)`; it starts now if a slot is free, else when one frees.
 -- @param fn function
 -- @param ... arguments for `fn`

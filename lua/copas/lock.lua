@@ -115,6 +115,9 @@ function lock.new(timeout, not_reentrant)
 end
 
 
+--- A lock, made by `new`.
+-- @type lock
+
 --- Acquires the lock, waiting up to `timeout` seconds (default: the lock's).
 -- 0 fails at once without queueing; math.huge waits forever.
 -- @param timeout seconds

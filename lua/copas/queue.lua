@@ -144,6 +144,9 @@ function Queue.new(opts)
 end
 
 
+--- A queue, made by `new`. Readable field: `name`.
+-- @type Queue
+
 --- Appends `item` (any value, nil included).
 -- @param item any value
 -- @return true | nil, "stopping" | nil, "destroyed"

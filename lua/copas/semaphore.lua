@@ -120,6 +120,9 @@ function semaphore.new(max, start, timeout)
 end
 
 
+--- A semaphore, made by `new`.
+-- @type semaphore
+
 --- Takes `n` (default 1) resources, waiting up to `timeout` seconds
 -- (default: the semaphore's; 0 never waits, math.huge waits forever).
 -- @param n number (default 1)

@@ -133,6 +133,10 @@ function timer.new(opts)
 end
 
 
+--- A timer, made by `new`. Readable fields: `name`, `delay`, `recurring`,
+-- `params`.
+-- @type timer
+
 --- Arms the timer: the callback runs `initial_delay` (default `delay`)
 -- seconds from now. A one-shot timer may re-arm itself from its callback.
 -- Raises "delay must be greater than or equal to 0".

@@ -172,6 +172,9 @@ local function check_timeout(t, fname)
   end
 end
 
+--- A pool of worker threads, made by `new` (or `default`).
+-- @type Pool
+
 --- Runs `fn(...)` on a pool thread; the calling Copas thread waits.
 -- Raises (at the call) for a non-function, a C function, a function with
 -- upvalues other than _ENV, and arguments that cannot be copied.
@@ -250,6 +253,9 @@ local function check_opts(opts)
   end
   return opts
 end
+
+--- Pools and the default pool.
+-- @section pools
 
 --- A new pool. Options: `threads` (default: the number of CPUs), `init`
 -- (Lua source or a function without upvalues, run once in each worker's
