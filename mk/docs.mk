@@ -9,7 +9,7 @@
 # formatter (Debian's lua-ldoc ships none of its own). The guide
 # (docs/guide/*.md) is included as LDoc topics.
 
-DOCS_PKGS = lua-ldoc lua-discount perl
+DOCS_PKGS = lua-ldoc lua-discount
 
 .PHONY: docs docs-deps
 docs: docs-deps
