@@ -80,9 +80,7 @@ local function make_nonblocking(skt)
 end
 
 
--------------------------------------------------------------------------------
--- argument checks
--------------------------------------------------------------------------------
+-- argument checks ------------------------------------------------------------
 
 -- raise "bad argument #n to 'fname' (msg)" at the caller of the public
 -- function; `level` counts the frames above argerror's caller (default: a
@@ -105,7 +103,8 @@ end
 
 
 -------------------------------------------------------------------------------
--- names
+-- Names of threads and sockets.
+-- @section names
 -------------------------------------------------------------------------------
 
 local function real_socket(skt)
@@ -116,30 +115,41 @@ local function real_socket(skt)
   return skt
 end
 
---- Name of a thread: the one set, or `tostring(co)`.
--- @param co coroutine (default: the running one)
+--- Name of a thread.
+-- @param co a coroutine (default: the running one)
+-- @return the name given with `setthreadname` or `addnamedthread`, else
+-- `tostring(co)`
 function copas.getthreadname(co)
   if co ~= nil and type(co) ~= "thread" then error("expected arg #1 to be a coroutine or nil", 2) end
   co = co or coroutine_running()
   return thread_names[co] or tostring(co)
 end
 
---- Sets the name of a thread (default: the running one).
--- Raises "expected arg #1 to be a string" for a non-string name.
+--- Names a thread, for tracebacks and `copas.debug`.
+-- Raises "expected arg #1 to be a string" for a name that is not a string.
+-- @param name string
+-- @param co a coroutine (default: the running one)
 function copas.setthreadname(name, co)
   if type(name) ~= "string" then error("expected arg #1 to be a string", 2) end
   if co ~= nil and type(co) ~= "thread" then error("expected arg #2 to be a coroutine or nil", 2) end
   thread_names[co or coroutine_running()] = name
 end
 
---- Name of a socket (a wrapper names its underlying socket).
+--- Name of a socket. A wrapper answers for the socket it wraps.
+-- Raises "expected arg #1 to be a socket" when `skt` is missing.
+-- @param skt a socket or a wrapper
+-- @return the name given with `setsocketname` (or generated for an accepted
+-- client, `<server>:client_<n>`), else `tostring(skt)`
 function copas.getsocketname(skt)
   if skt == nil then error("expected arg #1 to be a socket", 2) end
   skt = real_socket(skt)
   return socket_names[skt] or tostring(skt)
 end
 
---- Sets the name of a socket.
+--- Names a socket. The name carries over when the socket is wrapped in TLS.
+-- @param name string
+-- @param skt a socket or a wrapper (raises "expected arg #2 to be a socket"
+-- when missing)
 function copas.setsocketname(name, skt)
   if type(name) ~= "string" then error("expected arg #1 to be a string", 2) end
   if skt == nil then error("expected arg #2 to be a socket", 2) end
@@ -148,11 +158,18 @@ end
 
 
 -------------------------------------------------------------------------------
--- error handlers
+-- Error handlers.
+-- @section errors
 -------------------------------------------------------------------------------
 
---- Error message with thread and socket names and a traceback.
--- First line: `<msg> (coroutine: <name>, socket: <name>)`.
+--- Error message with thread and socket names and a stack traceback.
+-- The first line reads `<msg> (coroutine: <name>, socket: <name>)`, with
+-- `nil` for an absent thread or socket; an empty or nil `msg` leaves just
+-- the parenthesis.
+-- @param msg the error (any value; `tostring` is applied)
+-- @param co the coroutine whose stack is shown (default: the caller's)
+-- @param skt the socket involved, or nil
+-- @return string
 function copas.gettraceback(msg, co, skt)
   local co_name = co == nil and "nil" or copas.getthreadname(co)
   local skt_name = skt == nil and "nil" or copas.getsocketname(skt)
@@ -174,8 +191,17 @@ end
 
 local default_handler = print_handler
 
---- Sets the error handler of the running thread, or with `default` the
--- handler of every thread that has none.
+--- Sets an error handler, called as `handler(err, co, skt)` when a thread
+-- dies with an error. Without `default` it is the running thread's handler
+-- (nil removes it); with `default` it replaces the handler of every thread
+-- that has none (which prints `gettraceback` through the global `print`).
+-- Raises "Expected the handler to be a function, or nil" and "Expected the
+-- handler to be a function when setting the default".
+-- @param handler function or nil
+-- @param default truthy to set the default handler
+-- @usage copas.seterrorhandler(function(err, co, skt)
+--   io.stderr:write(copas.gettraceback(err, co, skt), "\n")
+-- end, true)
 function copas.seterrorhandler(handler, default)
   if handler ~= nil and type(handler) ~= "function" then
     error("Expected the handler to be a function, or nil", 2)
@@ -189,9 +215,14 @@ function copas.seterrorhandler(handler, default)
     errhandlers[coroutine_running()] = handler
   end
 end
+
+--- Alias of `seterrorhandler`.
+-- @function setErrorHandler
 copas.setErrorHandler = copas.seterrorhandler
 
---- Error handler of `co` (default: running thread), or the default one.
+--- The error handler of a thread.
+-- @param co a coroutine (default: the running one)
+-- @return its own handler, else the default one
 function copas.geterrorhandler(co)
   co = co or coroutine_running()
   return errhandlers[co] or default_handler
@@ -205,9 +236,7 @@ local function call_handler(handler, err, co, skt)
 end
 
 
--------------------------------------------------------------------------------
--- hooks the core calls
--------------------------------------------------------------------------------
+-- hooks the core calls -------------------------------------------------------
 
 local function close_quietly(skt)
   if skt ~= nil then pcall(copas.close, skt) end
@@ -281,17 +310,32 @@ loop:sethooks { thread_ended, accept_clients, run_timeout, resuming }
 
 
 -------------------------------------------------------------------------------
--- threads
+-- Threads, sleeping and per-thread timeouts.
+-- @section threads
 -------------------------------------------------------------------------------
 
---- Adds a thread running `fn(...)`, first resumed in a later round.
+--- Adds a thread that calls `fn(...)`.
+-- The thread first runs in a later round of the loop, never inside this
+-- call; threads added in one round start in the order they were added. The
+-- return value of `fn` is dropped; an error goes to the error handler.
+-- @param fn function
+-- @param ... arguments for `fn` (nils included)
 -- @return the coroutine
+-- @usage copas.addthread(function(n)
+--   for i = 1, n do print(i); copas.pause(0.1) end
+-- end, 3)
+-- copas.loop()
 function copas.addthread(fn, ...)
   check_type(fn, "function", 1, "addthread")
   return loop:spawn(fn, ...)
 end
 
---- As `addthread`, with a name. `addnamedthread(fn, name, ...)` is accepted.
+--- Adds a thread with a name, as `addthread`. The order `(fn, name, ...)`
+-- is accepted as well.
+-- @param name string or nil
+-- @param fn function
+-- @param ... arguments for `fn`
+-- @return the coroutine
 function copas.addnamedthread(name, fn, ...)
   if type(name) == "function" and (type(fn) == "string" or fn == nil) then
     name, fn = fn, name
@@ -303,8 +347,12 @@ function copas.addnamedthread(name, fn, ...)
   return co
 end
 
---- Removes a thread wherever it is waiting; it is never resumed again.
--- Anything else (not a copas thread, dead, nil) is ignored.
+--- Removes a thread: it is never resumed again, wherever it waits
+-- (runnable, sleeping, on a socket, in a lock, semaphore or queue). Its
+-- waits are dropped at once and its error handler is not called. Removing
+-- the running thread takes effect at its next suspension. Anything that is
+-- not a live Copas thread is ignored.
+-- @param co coroutine
 function copas.removethread(co)
   if type(co) ~= "thread" then return end
   local closeskt = loop:remove(co)
@@ -312,8 +360,11 @@ function copas.removethread(co)
   if closeskt ~= nil then close_quietly(closeskt) end
 end
 
---- Yields for `s` seconds (nil, 0 or negative: one round).
--- @return the seconds actually slept
+--- Yields the running thread for `s` seconds.
+-- Raises for a non-number other than nil.
+-- @param s seconds; nil, 0 or negative yields for one round
+-- @return the seconds actually slept (less than `s` when woken early with
+-- `wakeup`)
 function copas.pause(s)
   if s ~= nil then check_seconds(s, 1, "pause") end
   if s == nil or s < 0 then s = 0 end
@@ -321,7 +372,8 @@ function copas.pause(s)
   return yield(s, SLEEP)
 end
 
---- Yields until `copas.wakeup` is called for this thread.
+--- Yields the running thread until `wakeup` is called for it. Such a thread
+-- does not keep the loop alive.
 -- @return the seconds slept
 function copas.pauseforever()
   if debug_log then debug_log("yielding '", copas.getthreadname(), "' to SLEEP for ", -1, " seconds") end
@@ -336,7 +388,9 @@ function copas._waitforever()
   return yield(-1, SLEEP, true)
 end
 
---- Deprecated: negative sleeps until woken, nil/0 a round, positive seconds.
+--- Deprecated: use `pause` or `pauseforever`.
+-- @param s negative: sleep until woken; nil or 0: one round; positive:
+-- seconds
 function copas.sleep(s)
   if s ~= nil then check_seconds(s, 1, "sleep") end
   if s ~= nil and s < 0 then
@@ -346,16 +400,30 @@ function copas.sleep(s)
   end
 end
 
---- Wakes a thread in `pause`/`pauseforever`/`sleep`.
--- @return true | nil, "not sleeping"
+--- Wakes a thread that is in `pause`, `pauseforever` or `sleep`; its pause
+-- returns the time slept. A thread waiting inside a lock, semaphore, queue
+-- or future treats this as a spurious wake-up and keeps waiting.
+-- @param co coroutine
+-- @return `true`, or `nil, "not sleeping"` when `co` was not sleeping
 function copas.wakeup(co)
   check_type(co, "thread", 1, "wakeup")
   return loop:wakeup(co)
 end
 
---- Arms (delay > 0), or cancels (0 or math.huge), the running thread's
--- timeout; on expiry `callback(co)` runs in an internal thread.
+--- Arms, re-arms or cancels the running thread's timeout.
+-- On expiry `callback(co)` is called once, from an internal thread named
+-- `copas_core_timer`; it must not yield. Socket operations and the sync
+-- primitives use the same per-thread slot, so a timeout armed before a
+-- socket call does not survive it. Deadlines are exact (no tick).
+-- Raises for a negative or non-number `delay`, and outside a Copas thread.
+-- @param delay seconds; 0 or `math.huge` cancels
+-- @param callback function or nil
 -- @return true
+-- @usage copas.addthread(function()
+--   copas.timeout(1, function(co) copas.wakeup(co) end)
+--   copas.pauseforever()          -- woken by the callback after 1 s
+--   copas.timeout(0)              -- cancel (already fired here)
+-- end)
 function copas.timeout(delay, callback)
   check_seconds(delay, 1, "timeout")
   if delay < 0 then argerror(1, "timeout", "timeout must not be negative") end
@@ -367,7 +435,8 @@ function copas.timeout(delay, callback)
   return true
 end
 
---- Number of armed timeouts.
+--- Number of armed timeouts (`status().timeout`).
+-- @return integer
 function copas.gettimeouts()
   local _, _, _, _, _, timeouts = loop:status()
   return timeouts
@@ -375,25 +444,40 @@ end
 
 
 -------------------------------------------------------------------------------
--- loop
+-- Running the loop.
+-- @section loop
 -------------------------------------------------------------------------------
 
---- Wall-clock seconds since the epoch.
+--- Wall-clock time: seconds since the epoch, with sub-second precision.
+-- Implemented in C (`copas.core.gettime`). Deadlines inside the loop use a
+-- monotonic clock and ignore changes of the wall clock.
+-- @function gettime
+-- @return number
 copas.gettime = core.gettime
 
---- True when nothing is left to run or wait for.
+--- Whether nothing is left to do: no runnable or sleeping thread, no socket
+-- or server waited on, no pending worker job or DNS lookup, and no thread in
+-- `pauseforever` with an armed timeout.
+-- @return boolean
 function copas.finished()
   return loop:finished()
 end
 
---- One round of the scheduler.
--- @return true (descriptors were ready) | false | nil, err
+--- Runs one round: waits for sockets (not at all if a thread is runnable,
+-- else until the earliest deadline, at most `timeout`), resumes the threads
+-- whose sockets are ready, the sleepers whose deadline passed, then the
+-- threads that were runnable when the round began. Returns at once when
+-- nothing could ever wake it. Usable from a foreign main loop.
+-- @param timeout seconds (default: no cap)
+-- @return `true` when sockets were ready, `false` otherwise, `nil, err`
+-- when the poller failed
 function copas.step(timeout)
   if timeout ~= nil then check_seconds(timeout, 1, "step") end
   return loop:step(timeout)
 end
 
---- Marks the program as exiting and releases `waitforexit` threads.
+--- Marks the program as exiting and releases every thread in
+-- `waitforexit`. `loop` calls it by itself when it runs out of work.
 function copas.exit()
   exiting = true
   local waiters = exit_waiters
@@ -401,12 +485,15 @@ function copas.exit()
   for _, co in ipairs(waiters) do loop:wakeup(co) end
 end
 
---- @return true after `exit()` until the next `loop` starts
+--- Whether `exit` was called (including by `loop`) since the last `loop`
+-- started.
+-- @return boolean
 function copas.exiting()
   return exiting
 end
 
---- Yields until `exit()` is called.
+--- Yields until `exit` is called; returns at once when already exiting.
+-- A thread waiting here does not keep the loop alive.
 function copas.waitforexit()
   while not exiting do
     exit_waiters[#exit_waiters + 1] = coroutine_running()
@@ -414,8 +501,19 @@ function copas.waitforexit()
   end
 end
 
---- Runs threads until nothing is left; `init` (a function) becomes the
--- thread "copas_initializer"; `timeout` caps each wait.
+--- Runs the loop until nothing is left to do. When it first runs out of
+-- work it calls `exit`, lets the threads released from `waitforexit` run,
+-- and returns once no work is left. Errors in threads never end it; it may
+-- be called again after it returned. `copas(...)` is the same call.
+-- Raises when called inside a running loop.
+-- @param init a function run as the thread `copas_initializer`; if not a
+-- function, it is taken as `timeout`
+-- @param timeout seconds, caps each wait of a round (not the loop's run
+-- time)
+-- @usage copas.loop(function()
+--   copas.pause(0.5)
+--   print("half a second later")
+-- end)
 function copas.loop(init, timeout)
   if copas.running then
     error("copas.loop: the loop is already running", 2)
@@ -438,7 +536,9 @@ function copas.loop(init, timeout)
   copas.running = false
 end
 
---- Drops every thread but the caller, every timeout, server and socket wait.
+--- Drops every thread except the caller, cancels every timeout, forgets
+-- pending worker and DNS jobs, removes and closes every server and every
+-- socket a thread waited on. Does not call `exit`.
 -- @return true
 function copas.removeall()
   local to_close = loop:removeall()
@@ -451,7 +551,7 @@ function copas.removeall()
   return true
 end
 
---- `removeall()` then `exit()`.
+--- `removeall` followed by `exit`: ends a running loop promptly.
 function copas.cancelall()
   copas.removeall()
   copas.exit()
@@ -461,7 +561,17 @@ local stats_on = false
 
 local function round3(x) return floor(x * 1000 + 0.5) / 1000 end
 
---- Scheduler counts; `true` enables per-round statistics, `false` disables.
+--- Counts of the scheduler's work, and optional per-round statistics.
+-- Always present: `running`, `read`, `write` (sockets waited on, servers
+-- included), `active` (runnable threads), `timer` (sleeping with a
+-- deadline), `inactive` (in `pauseforever`, including sync primitives),
+-- `timeout` (armed timeouts). With statistics on, also `steps`,
+-- `duration_tot`, `duration_min`, `duration_max`, `duration_avg`,
+-- `duration_min_ever`, `duration_max_ever` (milliseconds spent running
+-- threads), `time_start`, `time_end`, `time_tot` (seconds) and `time_avg`
+-- (milliseconds per round); each call starts a new window.
+-- @param enable_stats `true` switches statistics on, `false` off
+-- @return table
 function copas.status(enable_stats)
   local read, write, active, timer, inactive, timeouts = loop:status()
   local res = {
@@ -494,27 +604,28 @@ end
 
 
 -------------------------------------------------------------------------------
--- debugging
+-- Debugging.
+-- @section debugging
 -------------------------------------------------------------------------------
 
 copas.debug = {}
 
---- Logs every yield, resume and thread exit through `logger` (default print).
+--- Reports every yield, resume and thread exit through `logger`.
+-- @param logger function called with the parts of each message (default:
+-- the global `print`)
 function copas.debug.start(logger)
   debug_log = logger or function(...) return print(...) end
   loop:debug(true)
 end
 
---- Stops logging.
+--- Stops the reporting started by `debug.start`.
 function copas.debug.stop()
   debug_log = nil
   loop:debug(false)
 end
 
 
--------------------------------------------------------------------------------
--- coroutine-safe socket.protect / newtry / try
--------------------------------------------------------------------------------
+-- coroutine-safe socket.protect / newtry / try -------------------------------
 
 local pcall_yieldable = pcall
 if _VERSION == "Lua 5.1" and not jit then  -- luacheck: ignore 113 (jit is LuaJIT's)
@@ -564,7 +675,8 @@ end
 
 
 -------------------------------------------------------------------------------
--- sockets
+-- Socket functions, on raw LuaSocket and LuaSec sockets.
+-- @section sockets
 -------------------------------------------------------------------------------
 
 local test_mode = rawget(_G, "_TEST")
@@ -725,7 +837,16 @@ local function do_receive(client, pattern, part, partial, timeout)
 end
 
 --- Receives from a raw socket, yielding while no data is available.
--- @return data | nil, err, partial
+-- TCP patterns are LuaSocket's: `"*l"` (default), `"*a"`, a byte count
+-- (also `"l"`, `"a"`). On a UDP socket, `pattern` is the datagram size. The
+-- receive timeout (`settimeout`) is one deadline for the whole call; with a
+-- receive timeout of exactly 0 the call returns as soon as any data came,
+-- as `receivepartial`.
+-- @param client a LuaSocket or LuaSec socket
+-- @param pattern see above
+-- @param part a prefix for the result
+-- @return `data`, or `nil, err, partial` (`err` is `"closed"`, `"timeout"`,
+-- or the system's message)
 function copas.receive(client, pattern, part)
   -- a userdata of a class met before as TCP skips the checks
   if type(client) ~= "userdata" or udp_classes[getmetatable(client)] ~= false then
@@ -748,17 +869,29 @@ function copas.receive(client, pattern, part)
   return do_receive(client, pattern, part, timeout == 0, timeout)
 end
 
---- As `receive`, but returns as soon as any new data arrived.
+--- As `receive`, but returns as soon as any new data arrived: the full
+-- result when the pattern is satisfied, else `nil, "timeout", partial`.
+-- Waits until at least one new byte, an error or the timeout.
+-- @param client socket
+-- @param pattern as `receive`
+-- @param part a prefix for the result
+-- @return `data`, or `nil, err, partial`
 function copas.receivepartial(client, pattern, part)
   check_socket(client, "receivepartial")
   check_pattern(pattern, "receivepartial")
   local t = sock_timeouts[client]
   return do_receive(client, spelled[pattern] or pattern or "*l", part, true, t and t.receive)
 end
+
+--- Alias of `receivepartial`.
+-- @function receivePartial
 copas.receivePartial = copas.receivepartial
 
---- Receives a datagram, yielding until one arrives.
--- @return data, ip, port | nil, err
+--- Receives a datagram from a UDP socket, yielding until one arrives.
+-- @param client UDP socket
+-- @param size maximum size (default: LuaSocket's maximum datagram size)
+-- @param connected internal: use `receive` on a connected socket
+-- @return `data, ip, port`, or `nil, err`
 function copas.receivefrom(client, size, connected)
   check_socket(client, "receivefrom")
   if size ~= nil then
@@ -788,8 +921,14 @@ function copas.receivefrom(client, size, connected)
   until false
 end
 
---- Sends `data:sub(i, j)`, yielding while the socket cannot take more.
--- @return index of the last byte sent | nil, err, last index sent
+--- Sends `data:sub(from, to)` on a raw socket, yielding while the socket
+-- cannot take more. On a UDP socket, sends one datagram and never waits.
+-- @param client socket
+-- @param data string
+-- @param from first index (default 1)
+-- @param to last index (default `#data`)
+-- @return the index of the last byte sent, or `nil, err, last` with the
+-- index of the last byte that was sent
 function copas.send(client, data, from, to)
   if type(client) ~= "userdata" or udp_classes[getmetatable(client)] ~= false then
     check_socket(client, "send")
@@ -813,7 +952,11 @@ function copas.send(client, data, from, to)
   until false
 end
 
---- Deprecated: sends a datagram directly.
+--- Deprecated: `client:sendto(data, ip, port)`, which never waits.
+-- @param client UDP socket
+-- @param data string
+-- @param ip address
+-- @param port number
 function copas.sendto(client, data, ip, port)
   return client:sendto(data, ip, port)
 end
@@ -876,10 +1019,17 @@ local function connect_host(skt, host, port, renew)
   return skt, nil, err or "host or service not provided, or not known"
 end
 
---- Connects without blocking the loop. A host name is resolved on the
--- worker pool (copas.resolver), then its addresses are tried in order
--- within the socket's connect timeout.
--- @return 1 | nil, err
+--- Connects a raw TCP socket without blocking the loop.
+-- A host name is resolved on worker threads (`copas.resolver`), then its
+-- addresses are tried in order within the socket's connect timeout. A raw
+-- socket keeps the address family of its first attempt, so addresses of the
+-- other family are skipped (a wrapper's `connect` tries both).
+-- @param skt a LuaSocket TCP socket
+-- @param host name or address
+-- @param port number
+-- @return `1`, or `nil, err` (LuaSocket's messages, e.g.
+-- `"connection refused"`, `"timeout"`, `"host or service not provided, or
+-- not known"`)
 function copas.connect(skt, host, port)
   check_socket(skt, "connect")
   if test_mode then op_begin(skt, "connect") end
@@ -911,9 +1061,14 @@ local function tls_wrap(skt, params)
   return nskt
 end
 
---- Wraps a connected TCP socket in TLS and performs the handshake.
--- Raises "TLS/SSL handshake failed: ..." on failure.
--- @return the TLS socket | nil, "timeout"
+--- Wraps a connected TCP socket in TLS (`ssl.wrap`) and performs the
+-- handshake without blocking the loop. Timeouts, name and autoclose carry
+-- over to the new socket; use the returned socket from then on.
+-- Raises "TLS/SSL handshake failed: ..." when the handshake fails, and
+-- when `params` is missing.
+-- @param skt socket
+-- @param params LuaSec parameters or context
+-- @return the TLS socket, or `nil, "timeout"` after the connect timeout
 function copas.dohandshake(skt, params)
   check_socket(skt, "dohandshake")
   if not params then
@@ -939,14 +1094,18 @@ function copas.dohandshake(skt, params)
   until false
 end
 
---- Closes a socket; threads waiting on it get nil, "closed".
+--- Closes a socket. Threads waiting on it get `nil, "closed"` within the
+-- next round.
+-- @param skt socket or wrapper
+-- @param ... passed to `skt:close`
+-- @return the results of `skt:close`
 function copas.close(skt, ...)
   skt = real_socket(skt)
   loop:forget(skt)
   return skt:close(...)
 end
 
---- Deprecated no-op.
+--- Deprecated; does nothing.
 function copas.flush() end
 
 local function timeouts_of(skt)
@@ -959,7 +1118,10 @@ local function timeouts_of(skt)
 end
 
 --- Sets the connect, send and receive timeouts of a socket together.
--- @return true | nil, "timeout must be 'nil' or a number"
+-- These are Copas timeouts, separate from LuaSocket's own.
+-- @param skt socket or wrapper
+-- @param t seconds; nil or negative: none (wait forever); 0: see `receive`
+-- @return `true`, or `nil, "timeout must be 'nil' or a number"`
 function copas.settimeout(skt, t)
   skt = real_socket(skt)
   if t ~= nil and type(t) ~= "number" then return nil, "timeout must be 'nil' or a number" end
@@ -968,8 +1130,13 @@ function copas.settimeout(skt, t)
   return true
 end
 
---- Sets the timeouts one by one: nil leaves one unchanged, negative removes it.
--- @return true | nil, "<connect|send|read> timeout must be 'nil' or a number"
+--- Sets the timeouts of a socket one by one.
+-- @param skt socket or wrapper
+-- @param connect seconds; nil leaves it unchanged, negative removes it
+-- @param send likewise
+-- @param receive likewise
+-- @return `true`, or `nil, "<connect|send|read> timeout must be 'nil' or a
+-- number"` (the values before the bad one are applied)
 function copas.settimeouts(skt, connect, send, receive)
   skt = real_socket(skt)
   local t = timeouts_of(skt)
@@ -989,15 +1156,22 @@ function copas.settimeouts(skt, connect, send, receive)
   return true
 end
 
---- For the running thread: return raw timeout errors ("wantread", ...).
+--- For the running thread: a timeout returns the underlying error text
+-- (`"timeout"`, `"wantread"`, `"wantwrite"`, `"Operation already in
+-- progress"`) instead of always `"timeout"`.
+-- @param bool truthy to switch on (default off)
 function copas.useSocketTimeoutErrors(bool)
   raw_errors[coroutine_running()] = not not bool
 end
+
+--- Alias of `useSocketTimeoutErrors`.
+-- @function usesockettimeouterrors
 copas.usesockettimeouterrors = copas.useSocketTimeoutErrors
 
 
 -------------------------------------------------------------------------------
--- wrapped sockets
+-- Wrapped sockets.
+-- @section wrapped
 -------------------------------------------------------------------------------
 
 local function normalize_sslparams(sslt)
@@ -1017,7 +1191,18 @@ local udp = {}
 local udp_mt = { __index = udp, copas_wrapper = true }
 udp_mt.__tostring = tcp_mt.__tostring
 
---- Wraps a socket so its methods yield instead of blocking.
+--- Wraps a socket so that its methods yield instead of blocking: a TCP or
+-- TLS socket gets the `tcp` methods, a UDP socket the `udp` ones. Wrapping a
+-- wrapper returns it unchanged.
+-- @param skt a LuaSocket or LuaSec socket
+-- @param sslt TLS settings: nil; LuaSec parameters or a context (for a later
+-- `dohandshake`, or at `connect`); or `{wrap = params|context, sni = {names
+-- = ..., strict = bool}}`. Raises for another type.
+-- @return the wrapper; `wrapper.socket` is the socket underneath
+-- @usage local client = copas.wrap(socket.tcp(), { wrap = {
+--   mode = "client", protocol = "any", verify = "peer",
+--   cafile = "/etc/ssl/certs/ca-certificates.crt" } })
+-- assert(client:connect("example.org", 443))  -- TCP, then TLS
 function copas.wrap(skt, sslt)
   local mt = getmetatable(skt)
   if mt == tcp_mt or mt == udp_mt then return skt end
@@ -1040,6 +1225,19 @@ local function renew_socket(self, old)
   return new
 end
 
+--- A wrapped TCP socket, as returned by `copas.wrap`: its methods yield
+-- instead of blocking. The field `socket` holds the socket underneath (the
+-- TLS socket after a handshake).
+-- @type tcp
+
+--- Connects (see `copas.connect`), then sets SNI and performs the TLS
+-- handshake when the wrapper has TLS settings. Tries IPv6 and IPv4
+-- addresses alike (it swaps in a fresh socket when the family changes).
+-- A failed handshake raises "TLS/SSL handshake failed: ...".
+-- @param host name or address
+-- @param port number
+-- @return a truthy value (`1`, or the wrapper after a handshake), or
+-- `nil, err`
 function tcp:connect(host, port)
   check_socket(self.socket, "connect")
   if test_mode then op_begin(self.socket, "connect") end
@@ -1053,21 +1251,45 @@ function tcp:connect(host, port)
   return ret
 end
 
+--- `copas.send` on the wrapped socket.
+-- @param data string
+-- @param from first index
+-- @param to last index
 function tcp:send(data, from, to) return copas.send(self.socket, data, from, to) end
 
+--- `copas.receive` on the wrapped socket.
+-- @param pattern `"*l"`, `"*a"` or a byte count
+-- @param prefix string
 function tcp:receive(pattern, prefix) return copas.receive(self.socket, pattern, prefix) end
 
+--- `copas.receivepartial` on the wrapped socket (alias `receivePartial`).
+-- @param pattern `"*l"`, `"*a"` or a byte count
+-- @param prefix string
 function tcp:receivepartial(pattern, prefix) return copas.receivepartial(self.socket, pattern, prefix) end
+--- Alias of `receivepartial`.
+-- @function tcp:receivePartial
 tcp.receivePartial = tcp.receivepartial
 
+--- `copas.settimeout` on the wrapped socket.
+-- @param t seconds
 function tcp:settimeout(t) return copas.settimeout(self.socket, t) end
 
+--- `copas.settimeouts` on the wrapped socket.
+-- @param c connect timeout
+-- @param s send timeout
+-- @param r receive timeout
 function tcp:settimeouts(c, s, r) return copas.settimeouts(self.socket, c, s, r) end
 
+--- `copas.close` on the wrapped socket.
 function tcp:close(...) return copas.close(self.socket, ...) end
 
+--- Does nothing (deprecated, as in Copas).
 function tcp.flush() end
 
+--- Performs the TLS handshake (see `copas.dohandshake`) and puts the TLS
+-- socket in `self.socket`.
+-- @param params LuaSec parameters or context (default: the wrapper's)
+-- @return the wrapper, or `nil, "timeout"`; raises on failure
 function tcp:dohandshake(params)
   params = params and normalize_sslparams(params).wrap or self.ssl_params.wrap
   local nskt, err = copas.dohandshake(self.socket, params)
@@ -1076,6 +1298,10 @@ function tcp:dohandshake(params)
   return self
 end
 
+--- Wraps the socket in TLS (without handshake) and sets SNI.
+-- @param names server name for a client; for a server, a table mapping
+-- host names to contexts (default: the wrapper's `sni.names`)
+-- @param strict for a server, refuse unknown names
 function tcp:sni(names, strict)
   local sni = self.ssl_params.sni or {}
   names = names or sni.names
@@ -1093,6 +1319,13 @@ local function tls_only(name)
     return f(self.socket, ...)
   end
 end
+
+--- The protocol ALPN negotiated; `nil, "not a tls socket"` on a plain socket.
+-- @function tcp:getalpn
+
+--- The SNI name the client asked for (server side); `nil, "not a tls socket"`
+-- on a plain socket.
+-- @function tcp:getsniname
 tcp.getalpn = tls_only("getalpn")
 tcp.getsniname = tls_only("getsniname")
 
@@ -1103,6 +1336,22 @@ local function maybe_missing(name)
     return f(self.socket, ...)
   end
 end
+
+--- The local address and port, as LuaSocket's `getsockname`; `nil, "not
+-- implemented by LuaSec"` where the socket lacks it.
+-- @function tcp:getsockname
+
+--- The peer's address and port, as LuaSocket's `getpeername`; `nil, "not
+-- implemented by LuaSec"` where the socket lacks it.
+-- @function tcp:getpeername
+
+--- LuaSocket's `getoption`; `nil, "not implemented by LuaSec"` where the
+-- socket lacks it.
+-- @function tcp:getoption
+
+--- LuaSocket's `setoption`; `nil, "not implemented by LuaSec"` where the
+-- socket lacks it.
+-- @function tcp:setoption
 for _, name in ipairs { "getsockname", "getpeername", "getoption", "setoption" } do
   tcp[name] = maybe_missing(name)
 end
@@ -1110,28 +1359,106 @@ end
 local function pass(name)
   return function(self, ...) return self.socket[name](self.socket, ...) end
 end
+
+--- LuaSocket's `bind`, passed through.
+-- @function tcp:bind
+
+--- LuaSocket's `listen`, passed through.
+-- @function tcp:listen
+
+--- LuaSocket's `accept`, passed through.
+-- @function tcp:accept
+
+--- LuaSocket's `getstats`, passed through.
+-- @function tcp:getstats
+
+--- LuaSocket's `setstats`, passed through.
+-- @function tcp:setstats
+
+--- LuaSocket's `shutdown`, passed through.
+-- @function tcp:shutdown
+
+--- LuaSocket's `getfd`, passed through.
+-- @function tcp:getfd
+
+--- LuaSocket's `setfd`, passed through.
+-- @function tcp:setfd
+
+--- LuaSocket's `dirty`, passed through.
+-- @function tcp:dirty
 for _, name in ipairs { "bind", "listen", "accept", "getstats", "setstats", "shutdown",
                         "getfd", "setfd", "dirty" } do
   tcp[name] = pass(name)
 end
 
+--- A wrapped UDP socket, as returned by `copas.wrap`. The field `socket`
+-- holds the socket underneath.
+-- @type udp
+
+--- Sends a datagram on a connected socket; never waits.
+-- @param data string
 function udp:send(data) return self.socket:send(data) end
 
+--- Sends a datagram to `ip`, `port`; never waits.
+-- @param data string
+-- @param ip address
+-- @param port number
 function udp:sendto(data, ip, port) return self.socket:sendto(data, ip, port) end
 
+--- Receives a datagram on a connected socket, yielding until one arrives.
+-- @param size maximum size
+-- @return `data`, or `nil, err`
 function udp:receive(size) return copas.receivefrom(self.socket, size, true) end
 
+--- Receives a datagram, yielding until one arrives.
+-- @param size maximum size
+-- @return `data, ip, port`, or `nil, err`
 function udp:receivefrom(size) return copas.receivefrom(self.socket, size) end
 
+--- `copas.settimeout` on the wrapped socket.
+-- @param t seconds
 function udp:settimeout(t) return copas.settimeout(self.socket, t) end
 
+--- `copas.settimeouts` on the wrapped socket.
+-- @param c connect timeout
+-- @param s send timeout
+-- @param r receive timeout
 function udp:settimeouts(c, s, r) return copas.settimeouts(self.socket, c, s, r) end
 
--- A UDP wrapper may share its socket with a server: close() keeps it open.
+--- Does not close: a UDP wrapper may share its socket with a server. Close
+-- for real with `wrapper.socket:close()`.
+-- @return true
 function udp.close() return true end
 
+--- Does nothing (deprecated, as in Copas).
 function udp.flush() end
 
+--- LuaSocket's `setpeername`, passed through.
+-- @function udp:setpeername
+
+--- LuaSocket's `setsockname`, passed through.
+-- @function udp:setsockname
+
+--- LuaSocket's `getsockname`, passed through.
+-- @function udp:getsockname
+
+--- LuaSocket's `getpeername`, passed through.
+-- @function udp:getpeername
+
+--- LuaSocket's `getoption`, passed through.
+-- @function udp:getoption
+
+--- LuaSocket's `setoption`, passed through.
+-- @function udp:setoption
+
+--- LuaSocket's `getfd`, passed through.
+-- @function udp:getfd
+
+--- LuaSocket's `setfd`, passed through.
+-- @function udp:setfd
+
+--- LuaSocket's `dirty`, passed through.
+-- @function udp:dirty
 for _, name in ipairs { "setpeername", "setsockname", "getsockname", "getpeername",
                         "getoption", "setoption", "getfd", "setfd", "dirty" } do
   udp[name] = pass(name)
@@ -1139,11 +1466,17 @@ end
 
 
 -------------------------------------------------------------------------------
--- servers
+-- Servers.
+-- @section servers
 -------------------------------------------------------------------------------
 
---- Wraps `handler` for `addserver`: wraps the client (TLS handshake and SNI
--- when `sslparams` say so) before calling `handler(wrapped, ...)`.
+--- Makes a connection handler for `addserver` that wraps the client socket
+-- (`copas.wrap`), sets SNI and performs the TLS handshake when `sslparams`
+-- ask for it, then calls `handler(wrapped, ...)`. A handshake that fails or
+-- times out raises, and `handler` is not called.
+-- @param handler function
+-- @param sslparams as for `copas.wrap`
+-- @return function
 function copas.handler(handler, sslparams)
   check_type(handler, "function", 1, "handler")
   return function(skt, ...)
@@ -1158,8 +1491,20 @@ function copas.handler(handler, sslparams)
   end
 end
 
---- Serves a TCP server socket (one handler thread per client) or a UDP
--- socket (one handler thread on it).
+--- Serves a socket. For a TCP server, each accepted client gets a thread
+-- `<server>:handler_<n>` that runs `handler(client)` at once, with the raw
+-- client socket (use `copas.handler` to get a wrapped one); a bound socket
+-- that is not listening is made to listen. For a UDP socket, one thread
+-- runs `handler(socket)`, started inside this call. A server keeps the
+-- loop alive until removed.
+-- @param server a LuaSocket TCP server or UDP socket (or a wrapper)
+-- @param handler function
+-- @param timeout seconds, the timeouts of the server and of its clients
+-- @param name the server's socket name
+-- @usage local server = assert(socket.bind("127.0.0.1", 0))
+-- copas.addserver(server, copas.handler(function(skt)
+--   skt:send("hello\n")
+-- end))
 function copas.addserver(server, handler, timeout, name)
   server = real_socket(server)
   check_socket(server, "addserver")
@@ -1184,8 +1529,10 @@ function copas.addserver(server, handler, timeout, name)
   end
 end
 
---- Stops serving `server`; closes it unless `keep_open`.
--- @return true when kept open, else the result of `server:close()`
+--- Stops serving a socket, and closes it unless `keep_open`.
+-- @param server socket or wrapper
+-- @param keep_open boolean
+-- @return `true` when kept open, else the result of `server:close()`
 function copas.removeserver(server, keep_open)
   server = real_socket(server)
   servers[server] = nil
@@ -1197,7 +1544,8 @@ end
 
 
 -------------------------------------------------------------------------------
--- debug.socket: a proxy that logs every method call
+-- Debugging sockets: a proxy that logs every method call.
+-- @section debugsocket
 -------------------------------------------------------------------------------
 
 local function shorten(v)
@@ -1215,8 +1563,11 @@ local function describe(...)
   return table.concat(out, ", ")
 end
 
---- Returns a proxy of `skt` that prints every method call and its results;
--- given a wrapper, replaces its socket with such a proxy.
+--- A proxy of `skt` that prints every method call with its arguments and
+-- results (long strings shortened). Given a wrapper, it replaces the
+-- wrapper's socket with such a proxy and returns the wrapper.
+-- @param skt socket or wrapper
+-- @return the proxy, or the wrapper
 function copas.debug.socket(skt)
   local mt = getmetatable(skt)
   if mt == tcp_mt or mt == udp_mt then

@@ -1,4 +1,4 @@
--- copas.ftp: LuaSocket's socket.ftp interface on Copas sockets.
+--- copas.ftp: LuaSocket's socket.ftp interface on Copas sockets.
 --
 -- LuaSocket's ftp opens the passive data connection with a plain
 -- socket.tcp() that ignores `create`, which would block the whole loop. This
@@ -7,6 +7,7 @@
 -- request's `create` (default: a Copas-wrapped TCP socket). Errors follow
 -- LuaSocket: the session methods raise through socket.try, the high-level
 -- functions return nil, err.
+-- @module copas.ftp
 
 local copas = require "copas"
 local socket = require "socket"
@@ -39,13 +40,18 @@ end
 local function timeout() return sftp.TIMEOUT or 60 end
 
 -------------------------------------------------------------------------------
--- session (low level); methods raise through socket.try like LuaSocket's
+-- Low level: sessions. The session methods raise through socket.try, as
+-- LuaSocket's do.
+-- @section session
 -------------------------------------------------------------------------------
 
 local session = {}
 local session_mt = { __index = session }
 
 --- Opens the control connection.
+-- @param server host name or address
+-- @param port number (default 21)
+-- @param create socket factory (default: a Copas-wrapped TCP socket)
 -- @return session (raises a socket.try error on failure)
 function M.open(server, port, create)
   create = create or default_create
@@ -62,7 +68,10 @@ function session:greet()
   return 1
 end
 
---- USER (and PASS when asked); defaults socket.ftp.USER/PASSWORD. @return 1
+--- USER (and PASS when asked); defaults socket.ftp.USER/PASSWORD.
+-- @param user string
+-- @param password string
+-- @return 1
 function session:login(user, password)
   self.try(self.tp:command("user", user or sftp.USER))
   local code = self.try(self.tp:check { "2..", 331 })
@@ -73,14 +82,18 @@ function session:login(user, password)
   return 1
 end
 
---- TYPE ("a" or "i"). @return 1
+--- TYPE: the transfer type.
+-- @param t "a" (ASCII) or "i" (binary)
+-- @return 1
 function session:type(t)
   self.try(self.tp:command("type", t))
   self.try(self.tp:check(200))
   return 1
 end
 
---- CWD. @return 1
+--- CWD: changes the directory.
+-- @param dir string
+-- @return 1
 function session:cwd(dir)
   self.try(self.tp:command("cwd", dir))
   self.try(self.tp:check(250))
@@ -155,6 +168,7 @@ local function argument_of(t)
 end
 
 --- Uploads `sendt.source` with STOR (or `sendt.command`).
+-- @param sendt table: `source`, `command`, `argument`, `step`
 -- @return bytes sent
 function session:send(sendt)
   local data = self:dataconnect()
@@ -170,6 +184,7 @@ function session:send(sendt)
 end
 
 --- Downloads into `recvt.sink` with RETR (or `recvt.command`).
+-- @param recvt table: `sink`, `command`, `argument`, `step`
 -- @return 1
 function session:receive(recvt)
   local data = self:dataconnect()
@@ -205,7 +220,8 @@ function session:close()
 end
 
 -------------------------------------------------------------------------------
--- high level
+-- High level: get, put and command. They return nil, err on failure.
+-- @section highlevel
 -------------------------------------------------------------------------------
 
 -- url fields, overridden by the request's own fields
@@ -232,6 +248,8 @@ end
 
 --- Simple-form helper: the request table for `u`; with `body` an upload,
 -- otherwise a download collecting into the `target` table.
+-- @param u ftp URL
+-- @param body string to upload, or nil
 -- @return request table (raises a socket.try error for a bad URL)
 function M.parseRequest(u, body)
   local t = parse_url(u)
@@ -290,6 +308,7 @@ local function tcommand(cmdt)
 end
 
 --- Downloads. get(url) → content | nil, err; get(t) → 1 | nil, err.
+-- @param gett URL or request table (`host`, `path`, `user`, `password`, `type`, `sink`, `create`, ...)
 function M.get(gett)
   return socket.protect(function()
     if type(gett) == "string" then
@@ -302,6 +321,8 @@ function M.get(gett)
 end
 
 --- Uploads. put(url, content) or put(t) → bytes sent | nil, err.
+-- @param putt URL or request table (`source` instead of `body`)
+-- @param body string, with a URL
 function M.put(putt, body)
   return socket.protect(function()
     if type(putt) == "string" then
@@ -312,6 +333,7 @@ function M.put(putt, body)
 end
 
 --- Sends commands (t.command: a string or a list, t.argument, t.check).
+-- @param cmdt request table
 -- @return 1 | nil, err
 function M.command(cmdt)
   return socket.protect(function() return tcommand(cmdt) end)()

@@ -62,6 +62,10 @@ local function check_gone(self)
 end
 
 
+--- A future, made by `addthread` or `addnamedthread`; calling it, `f(...)`,
+-- is `f:get()`.
+-- @type future
+
 --- Waits until the task finished or was cancelled.
 -- @return true, results... | false, err (false, "cancelled" when cancelled)
 function future:get()
@@ -116,8 +120,14 @@ function future:cancel()
 end
 
 
+--- Creating futures.
+-- @section create
+
 --- Runs `fn(...)` as a copas thread named `name` (as copas.addnamedthread).
 -- Its errors are captured, never reported to an error handler.
+-- @param name string
+-- @param fn function
+-- @param ... arguments for `fn`
 -- @return the future
 function M.addnamedthread(name, fn, ...)
   if type(fn) ~= "function" then
@@ -138,6 +148,10 @@ end
 
 
 --- Runs `fn(...)` as a copas thread (as copas.addthread).
+-- @param fn function
+-- @param ... arguments for `fn`
+-- @usage local f = copas.future.addthread(function(a, b) copas.pause(0.1); return a + b end, 1, 2)
+-- copas.addthread(function() print(f:get()) end)   --> true 3
 -- @return the future
 function M.addthread(fn, ...)
   if type(fn) ~= "function" then

@@ -1,9 +1,11 @@
--- copas.http: an HTTP/1.1 client on Copas sockets.
+--- copas.http: an HTTP/1.1 client on Copas sockets.
 --
--- Requests run as Copas threads: every connect, send and receive yields to the
--- scheduler, so many requests proceed concurrently. The interface follows
--- LuaSocket's socket.http (simple and generic request forms, ltn12 sources and
--- sinks) plus https, redirects across schemes and per-operation timeouts.
+-- A request runs inside the calling Copas thread: every connect, send and
+-- receive yields to the scheduler, so requests in many threads proceed
+-- concurrently. The interface follows LuaSocket's socket.http (simple and
+-- generic request forms, ltn12 sources and sinks) plus https, redirects
+-- across schemes and per-operation timeouts.
+-- @module copas.http
 
 local copas = require "copas"
 local socket = require "socket"
@@ -19,6 +21,19 @@ local concat, lower, find, format = table.concat, string.lower, string.find, str
 -- a pcall that works across yields on every Lua the project supports
 local pcall_y = copas._pcall or pcall
 
+--- Settings: fields of the module, read at each request and assignable
+-- (`copas.http.TIMEOUT = 10`).
+-- @field TIMEOUT seconds for each connect, send and receive (default 60)
+-- @field PORT default port of http URLs (80)
+-- @field SSLPORT default port of https URLs (443)
+-- @field USERAGENT the `user-agent` header sent
+-- @field SSLPROTOCOL LuaSec protocol for https ("tlsv1_2")
+-- @field SSLOPTIONS LuaSec options for https ("all")
+-- @field SSLVERIFY "peer" (default): verify the certificate against the
+-- system CA store and check that it names the host; "none" opts out
+-- @field SSLSNISTRICT default `strict` of SNI (false)
+-- @field PROXY proxy URL used when a request gives none (default unset)
+-- @table settings
 local M = {
   TIMEOUT = 60,
   PORT = 80,
@@ -36,9 +51,7 @@ local M = {
 local MAX_HEADER_LINES = 10000
 local MAX_HEADER_BYTES = 1024 * 1024
 
--------------------------------------------------------------------------------
--- response heads and chunked bodies
--------------------------------------------------------------------------------
+-- response heads and chunked bodies ------------------------------------------
 
 -- Reads header lines up to the blank line into `headers` (names lower-cased,
 -- folded lines unfolded, repeated names joined with ", ").
@@ -149,9 +162,7 @@ local function close_source(sock, first)
   end
 end
 
--------------------------------------------------------------------------------
--- TLS: parameters and host name verification
--------------------------------------------------------------------------------
+-- TLS: parameters and host name verification ---------------------------------
 
 -- system CA store locations tried in order (file, directory)
 local CA_FILES = {
@@ -316,15 +327,19 @@ local function tls_params(params, host)
 end
 
 -------------------------------------------------------------------------------
--- socket factory
+-- Socket factory.
+-- @section factory
 -------------------------------------------------------------------------------
 
--- Returns `create(reqt)`: a Copas-wrapped TCP socket, configured for TLS when
+--- Returns `create(reqt)`: a Copas-wrapped TCP socket, configured for TLS when
 -- `reqt` is an https request (SNI naming that hop's host). Once it made an
 -- https socket it refuses plain http with "Unallowed insecure redirect https
 -- to http" (raised as a socket.try error) unless `params.redirect == "all"`.
 -- The sockets' connect returns `nil, "TLS/SSL handshake failed: ..."` on TLS
 -- failures (including a certificate not naming the host) instead of raising.
+-- @param params a request table (TLS fields `sslparams`, `protocol`,
+-- `options`, `verify`; `redirect`)
+-- @return function
 function M.getcreatefunc(params)
   params = params or {}
   local washttps = false
@@ -364,7 +379,8 @@ function M.getcreatefunc(params)
 end
 
 -------------------------------------------------------------------------------
--- connections
+-- Low level: connections (the interface of LuaSocket's socket.http.open).
+-- @section connections
 -------------------------------------------------------------------------------
 
 local VALID_TIMEOUTS = { connect = true, send = true, receive = true }
@@ -394,7 +410,8 @@ local conn = conn_mt.__index
 
 --- Opens a connection for request table `reqt` (fields host, port, create,
 -- timeout, url, scheme as in a generic request).
--- @return connection object | nil, err
+-- @param reqt request table
+-- @return connection object, or `nil, err`
 function M.open(reqt)
   local create = reqt.create or M.getcreatefunc(reqt)
   local ok, c, cerr = pcall_y(create, reqt)
@@ -419,14 +436,19 @@ function M.open(reqt)
   return setmetatable({ c = c }, conn_mt)
 end
 
--- @return 1 | nil, err
+--- Sends the request line.
+-- @param method "GET", "POST", ...
+-- @param uri request target
+-- @return `1`, or `nil, err`
 function conn:sendrequestline(method, uri)
   local ok, err = self.c:send(format("%s %s HTTP/1.1\r\n", method or "GET", uri))
   if not ok then return nil, err end
   return 1
 end
 
--- @return 1 | nil, err
+--- Sends the request headers and the blank line that ends them.
+-- @param headers table of name = value
+-- @return `1`, or `nil, err`
 function conn:sendheaders(headers)
   local out = {}
   for name, value in pairs(headers) do
@@ -439,14 +461,21 @@ function conn:sendheaders(headers)
   return 1
 end
 
--- @return 1 | nil, err
+--- Sends the request body from an ltn12 source: as is with a
+-- `content-length` header, else with chunked encoding.
+-- @param headers the request headers
+-- @param source ltn12 source (default: empty)
+-- @param step ltn12 pump step
+-- @return `1`, or `nil, err`
 function conn:sendbody(headers, source, step)
   local mode = headers["content-length"] and "keep-open" or "http-chunked"
   local sink = mode == "keep-open" and socket.sink("keep-open", self.c) or chunked_sink(self.c)
   return ltn12.pump.all(source or ltn12.source.empty(), sink, step or ltn12.pump.step)
 end
 
--- @return code, status line | nil, first bytes (HTTP/0.9) | nil, err, false
+--- Receives the status line, skipping 100-continue responses.
+-- @return `code, status line`; `nil, first bytes` for an HTTP/0.9 reply;
+-- `nil, err, false` on failure
 function conn:receivestatusline()
   local first, err, partial = self.c:receive(5)
   if not first then
@@ -462,12 +491,17 @@ function conn:receivestatusline()
   return tonumber(code), line
 end
 
--- @return headers | nil, err
+--- Receives the response headers (names lower-cased).
+-- @return headers, or `nil, err`
 function conn:receiveheaders()
   return receive_headers(self.c)
 end
 
--- @return 1 | nil, err
+--- Receives the body by chunked encoding, content-length or until close.
+-- @param headers the response headers
+-- @param sink ltn12 sink (default: discard)
+-- @param step ltn12 pump step
+-- @return `1`, or `nil, err`
 function conn:receivebody(headers, sink, step)
   local te = headers["transfer-encoding"]
   local length = tonumber(headers["content-length"])
@@ -482,19 +516,25 @@ function conn:receivebody(headers, sink, step)
   return ltn12.pump.all(source, sink or ltn12.sink.null(), step or ltn12.pump.step)
 end
 
--- body of an HTTP/0.9 reply: `first` and everything until the server closes
--- @return 1 | nil, err
+--- Receives the body of an HTTP/0.9 reply: `first` and everything until the
+-- server closes.
+-- @param first the bytes read by `receivestatusline`
+-- @param sink ltn12 sink
+-- @param step ltn12 pump step
+-- @return `1`, or `nil, err`
 function conn:receive09body(first, sink, step)
   return ltn12.pump.all(close_source(self.c, first), sink or ltn12.sink.null(),
     step or ltn12.pump.step)
 end
 
+--- Closes the connection.
 function conn:close()
   return self.c:close()
 end
 
 -------------------------------------------------------------------------------
--- requests
+-- Requests.
+-- @section requests
 -------------------------------------------------------------------------------
 
 local URL_DEFAULTS = { path = "/", scheme = "http" }
@@ -735,6 +775,8 @@ end
 
 --- Simple-form helper: a generic request table for `u` (a POST of `body`
 -- when given) with a table sink whose parts are collected in `target`.
+-- @param u URL
+-- @param body string or nil
 -- @return request table
 function M.parseRequest(u, body)
   local t = {}
@@ -750,13 +792,26 @@ function M.parseRequest(u, body)
   return reqt
 end
 
---- Performs an HTTP request.
--- Simple form: request(url[, body]) → body, code, headers, status | nil, err
--- Generic form: request(t) → 1, code, headers, status | nil, err
+--- Performs an HTTP or HTTPS request from inside a Copas thread.
+-- Simple form: `request(url[, body])` (a POST when `body` is given).
+-- Generic form: `request(t)` with LuaSocket's fields `url`, `sink`,
+-- `method`, `headers`, `source`, `step`, `proxy`, `redirect` (false: none;
+-- "all": also https to http), `create`, plus `maxredirects` (default 5,
+-- false: unlimited), `timeout` (seconds, or a table with `connect`, `send`,
+-- `receive`) and `sslparams` (`{wrap = ..., sni = ...}`; legacy `protocol`,
+-- `options`, `verify` fill it).
 -- Errors: "timeout", "closed", "connection refused", resolver messages,
 -- "invalid host '<h>'", "unsupported scheme '<s>'", "TLS/SSL handshake
 -- failed: ...", "Unallowed insecure redirect https to http". Raises only for
 -- a timeout table with an unknown key.
+-- @param reqt URL string or request table
+-- @param body request body (simple form)
+-- @return simple form: `body, code, headers, status`; generic form:
+-- `1, code, headers, status`; `nil, err` on failure
+-- @usage copas.addthread(function()
+--   local body, code = copas.http.request("https://example.org/")
+--   print(code, body and #body)
+-- end)
 function M.request(reqt, body)
   if type(reqt) == "string" then
     local t = M.parseRequest(reqt, body)

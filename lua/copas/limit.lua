@@ -31,6 +31,8 @@ local set_mt = {
 
 --- Creates a task set running at most `maxt` tasks at once (default 99999).
 -- Raises for anything but a positive integer.
+-- @param maxt positive integer
+-- @return the task set; fields `maxt` and `count` (tasks running)
 function limit.new(maxt)
   if maxt == nil then maxt = 99999 end
   if type(maxt) ~= "number" or maxt < 1 or maxt ~= math.floor(maxt) or maxt == math.huge then
@@ -39,7 +41,13 @@ function limit.new(maxt)
   return setmetatable({ _handle = loop:newset(maxt) }, set_mt)
 end
 
+--- A task set, made by `new`. Readable fields: `maxt`, `count` (tasks
+-- counted as running).
+-- @type set
+
 --- Adds a task `fn(...)`; it starts now if a slot is free, else when one frees.
+-- @param fn function
+-- @param ... arguments for `fn`
 -- @return the task's coroutine
 function set:addthread(fn, ...)
   if type(fn) ~= "function" then
@@ -50,6 +58,7 @@ end
 
 --- Removes a task from the set: a queued one never runs, a running one is
 -- no longer counted (it keeps running). Unknown threads are ignored.
+-- @param co coroutine
 function set:removethread(co)
   loop:untask(self._handle, co)
 end

@@ -95,6 +95,8 @@ end
 -- makes a second `get` by the owner fail instead of nesting.
 -- Raises "expected timeout (1st argument) to be a number greater than or
 -- equal to 0, got: <v>".
+-- @param timeout seconds (default 10)
+-- @param not_reentrant boolean
 -- @return the lock
 function lock.new(timeout, not_reentrant)
   if timeout == nil then timeout = DEFAULT_TIMEOUT end
@@ -113,8 +115,12 @@ function lock.new(timeout, not_reentrant)
 end
 
 
+--- A lock, made by `new`.
+-- @type lock
+
 --- Acquires the lock, waiting up to `timeout` seconds (default: the lock's).
 -- 0 fails at once without queueing; math.huge waits forever.
+-- @param timeout seconds
 -- @return seconds waited | nil, "timeout" | "destroyed" | "lock is not
 -- re-entrant", seconds waited
 function lock:get(timeout)

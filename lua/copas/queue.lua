@@ -119,6 +119,13 @@ end
 
 --- Creates a queue. `opts.name` defaults to "copas_queue_<n>". Also works
 -- as `Queue:new()`.
+-- @param opts table or nil: `name`
+-- @usage local q = copas.queue.new()
+-- q:add_worker(function(item) print("got", item) end)
+-- copas.addthread(function()
+--   q:push(1); q:push(2)
+--   q:finish()           -- waits until both are handled
+-- end)
 -- @return the queue
 function Queue.new(opts)
   if opts == Queue or opts == nil then opts = {} end
@@ -137,7 +144,11 @@ function Queue.new(opts)
 end
 
 
+--- A queue, made by `new`. Readable field: `name`.
+-- @type Queue
+
 --- Appends `item` (any value, nil included).
+-- @param item any value
 -- @return true | nil, "stopping" | nil, "destroyed"
 function Queue:push(item)
   if self.stopping then
@@ -162,6 +173,7 @@ end
 --- Removes and returns the oldest item, waiting up to `timeout` seconds
 -- (default 10; 0 never waits, math.huge waits forever). A nil item comes
 -- back as a single nil: check the second value.
+-- @param timeout seconds
 -- @return item | nil, "timeout" | nil, "destroyed"
 function Queue:pop(timeout)
   check_timeout(timeout, "1st")
@@ -232,6 +244,8 @@ end
 --- Stops the queue, then waits up to `timeout` seconds (default 10) until
 -- it is empty and every worker is done with its last item. On a timeout
 -- the queue is destroyed unless `no_destroy_on_timeout`.
+-- @param timeout seconds
+-- @param no_destroy_on_timeout boolean
 -- @return true | nil, "timeout" | nil, "destroyed"
 function Queue:finish(timeout, no_destroy_on_timeout)
   check_timeout(timeout, "1st")
@@ -283,6 +297,7 @@ end
 -- `fn(item)` for every item (nil included); it exits when the queue is
 -- destroyed. An error in `fn` ends that worker only (error handler called).
 -- Raises "expected worker to be a function".
+-- @param fn function(item)
 -- @return the worker coroutine | nil, "destroyed"
 function Queue:add_worker(fn)
   if type(fn) ~= "function" then

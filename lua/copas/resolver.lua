@@ -33,6 +33,7 @@ end
 -- Raises "bad argument #1 to 'setthreads' (...)" for anything but an
 -- integer from 1 to 1024, and "copas.resolver: lookups are pending" while
 -- a Copas thread awaits one.
+-- @param n integer from 1 to 1024
 function M.setthreads(n)
   if type(n) ~= "number" or n < 1 or n > 1024 or n ~= floor(n) then
     error(("bad argument #1 to 'setthreads' (integer from 1 to 1024 expected, got %s)")
@@ -51,6 +52,14 @@ end
 -- order); `timeout` (seconds, optional) bounds the wait.
 -- Raises for a non-string host, a host longer than 255 bytes, a bad family
 -- or timeout, and when called outside a Copas thread.
+-- @param host string
+-- @param family "inet", "inet6" or "unspec" (default)
+-- @param timeout seconds, or nil
+-- @usage copas.addthread(function()
+--   for _, a in ipairs(assert(copas.resolver.resolve("example.org"))) do
+--     print(a.family, a.addr)
+--   end
+-- end)
 -- @return array of {family = "inet"|"inet6", addr = "<numeric address>"} |
 -- nil, err (LuaSocket's resolver messages) | nil, "timeout"
 function M.resolve(host, family, timeout)
@@ -74,7 +83,9 @@ function M.resolve(host, family, timeout)
   return get_pool():resolve(host, family, timeout)
 end
 
---- @return true when `host` is a literal IPv4 or IPv6 address
+--- Whether `host` is a literal address (no lookup needed).
+-- @param host string
+-- @return true when `host` is a literal IPv4 or IPv6 address
 function M.isliteral(host)
   return type(host) == "string" and core.addr_literal(host) ~= nil
 end

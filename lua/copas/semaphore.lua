@@ -92,6 +92,9 @@ end
 -- 0) available, `timeout` (default 10) the default wait of `take`.
 -- Raises "expected max resources (1st argument) to be a number greater than
 -- 0, got: <v>" and likewise for `start` and `timeout`.
+-- @param max number >= 1
+-- @param start number (default 0)
+-- @param timeout seconds (default 10)
 -- @return the semaphore
 function semaphore.new(max, start, timeout)
   if type(max) ~= "number" or not (max >= 1) then  -- luacheck: ignore 581 (true for NaN too)
@@ -117,8 +120,13 @@ function semaphore.new(max, start, timeout)
 end
 
 
+--- A semaphore, made by `new`.
+-- @type semaphore
+
 --- Takes `n` (default 1) resources, waiting up to `timeout` seconds
 -- (default: the semaphore's; 0 never waits, math.huge waits forever).
+-- @param n number (default 1)
+-- @param timeout seconds
 -- @return true | nil, "too many" | nil, "timeout" | nil, "destroyed"
 function semaphore:take(n, timeout)
   if n == nil then n = 1 end
@@ -169,6 +177,7 @@ end
 -- while the head request fits. The count is capped at `max`.
 -- Raises "expected given resources (1st argument) to be a finite number
 -- greater than or equal to 0, got: <v>".
+-- @param n number (default 1)
 -- @return true | nil, "too many" (capped, waiters still released)
 function semaphore:give(n)
   if n == nil then n = 1 end

@@ -1,9 +1,10 @@
--- copas.smtp: LuaSocket's socket.smtp with Copas sockets.
+--- copas.smtp: LuaSocket's socket.smtp with Copas sockets.
 --
 -- send() runs LuaSocket's SMTP dialogue (socket.smtp.open and the session's
 -- greet, auth, send, quit) on a socket made by `mailt.create`, by default a
 -- Copas-wrapped TCP socket, so sending mail never blocks the loop. Other
 -- fields (message, the constants, ...) read through to socket.smtp.
+-- @module copas.smtp
 
 local copas = require "copas"
 local socket = require "socket"
@@ -29,6 +30,13 @@ end
 
 --- Sends a message (mailt as for socket.smtp.send: from, rcpt, source,
 -- server, port, domain, user, password, step, create).
+-- @param mailt table
+-- @usage copas.addthread(function()
+--   local ok, err = copas.smtp.send {
+--     from = "<a@example.org>", rcpt = { "<b@example.org>" },
+--     source = copas.smtp.message { headers = { subject = "hi" }, body = "hello" },
+--     server = "127.0.0.1", port = 2525 }
+-- end)
 -- @return 1 | nil, err (the server's reply line or a socket error)
 function M.send(mailt)
   -- socket.protect is looked up now, so it is the one of the loaded copas

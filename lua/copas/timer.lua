@@ -100,6 +100,13 @@ end
 -- `errorhandler` (for callback errors; default: the default handler).
 -- Raises "delay must be greater than or equal to 0" or "expected callback
 -- to be a function".
+-- @param opts table
+-- @usage local t = copas.timer.new {
+--   delay = 1, recurring = true,
+--   callback = function(timer, params) print("tick", params) end,
+--   params = "every second",
+-- }
+-- -- later: t:cancel()
 -- @return the armed timer
 function timer.new(opts)
   if type(opts) ~= "table" then
@@ -126,9 +133,14 @@ function timer.new(opts)
 end
 
 
+--- A timer, made by `new`. Readable fields: `name`, `delay`, `recurring`,
+-- `params`.
+-- @type timer
+
 --- Arms the timer: the callback runs `initial_delay` (default `delay`)
 -- seconds from now. A one-shot timer may re-arm itself from its callback.
 -- Raises "delay must be greater than or equal to 0".
+-- @param initial_delay seconds (default: the timer's `delay`)
 -- @return the timer | nil, "already armed"
 function timer:arm(initial_delay)
   if initial_delay ~= nil then check_delay(initial_delay) end

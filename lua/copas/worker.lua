@@ -63,9 +63,7 @@ local function submit(fname, shift, method, cpool, ...)
 end
 
 
--------------------------------------------------------------------------------
--- dispatcher
--------------------------------------------------------------------------------
+-- dispatcher -----------------------------------------------------------------
 
 -- hand each finished job to its caller; results of forgotten jobs are dropped
 function Pool:_drain()
@@ -165,9 +163,7 @@ function Pool:_await(co, id, timeout)
 end
 
 
--------------------------------------------------------------------------------
--- pools
--------------------------------------------------------------------------------
+-- pools ----------------------------------------------------------------------
 
 local function check_timeout(t, fname)
   if type(t) ~= "number" or t ~= t or t <= 0 then
@@ -176,9 +172,14 @@ local function check_timeout(t, fname)
   end
 end
 
+--- A pool of worker threads, made by `new` (or `default`).
+-- @type Pool
+
 --- Runs `fn(...)` on a pool thread; the calling Copas thread waits.
 -- Raises (at the call) for a non-function, a C function, a function with
 -- upvalues other than _ENV, and arguments that cannot be copied.
+-- @param fn a Lua function without upvalues (other than `_ENV`)
+-- @param ... arguments: nil, booleans, numbers, strings, tables of those
 -- @return the function's results | nil, message (error with traceback, or
 -- "cannot copy result #n (a function)")
 function Pool:run(fn, ...)
@@ -190,6 +191,9 @@ end
 --- As `run`, giving up after `seconds`: then nil, "timeout" is returned,
 -- the job still finishes in the background and its result is dropped (a
 -- job still queued is never started).
+-- @param seconds positive number
+-- @param fn function
+-- @param ... arguments
 function Pool:call(seconds, fn, ...)
   check_timeout(seconds, "call")
   local co = check_copas_thread("call")
@@ -198,6 +202,9 @@ function Pool:call(seconds, fn, ...)
 end
 
 --- Resolves `host` on a pool thread (getaddrinfo), for copas.resolver.
+-- @param host string
+-- @param family "inet", "inet6" or "unspec"
+-- @param seconds timeout, or nil
 -- @return array of {family = "inet"|"inet6", addr = "..."} | nil, err |
 -- nil, "timeout"
 function Pool:resolve(host, family, seconds)
@@ -247,11 +254,15 @@ local function check_opts(opts)
   return opts
 end
 
+--- Pools and the default pool.
+-- @section pools
+
 --- A new pool. Options: `threads` (default: the number of CPUs), `init`
 -- (Lua source or a function without upvalues, run once in each worker's
 -- state before its first job), `path` and `cpath` (default: this process's
 -- package.path and package.cpath).
 -- Raises "bad argument #1 to 'new' (...)" for bad options.
+-- @param opts table or nil
 -- @return the pool
 function M.new(opts)
   opts = check_opts(opts)
@@ -273,6 +284,16 @@ function M.default()
 end
 
 --- `run` on the default pool.
+-- @param fn function
+-- @param ... arguments
+-- @usage copas.addthread(function()
+--   local sum = copas.worker.run(function(n)
+--     local s = 0
+--     for i = 1, n do s = s + i end
+--     return s
+--   end, 1e7)
+--   print(sum)
+-- end)
 function M.run(fn, ...)
   local co = check_copas_thread("run")
   local pool = M.default()
@@ -281,6 +302,9 @@ function M.run(fn, ...)
 end
 
 --- `call` on the default pool.
+-- @param seconds positive number
+-- @param fn function
+-- @param ... arguments
 function M.call(seconds, fn, ...)
   check_timeout(seconds, "call")
   local co = check_copas_thread("call")
