@@ -9,8 +9,6 @@
 # formatter (Debian's lua-ldoc ships none of its own). The guide
 # (docs/guide/*.md) is included as LDoc topics.
 
-DOCS_PKGS = lua-ldoc lua-discount
-
 .PHONY: docs docs-deps
 docs: docs-deps
 	@rm -rf docs/reference
@@ -26,17 +24,5 @@ docs: docs-deps
 	  docs/reference/topics/*.html
 	@echo "docs: open docs/reference/index.html"
 
-# as scripts/deps.sh does: install what is missing as root, else print the command
 docs-deps:
-	@missing=""; \
-	for p in $(DOCS_PKGS); do \
-	  dpkg -s "$$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" -eq 0 ]; then \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
-	  else \
-	    echo "Missing Debian packages. Install them with:" >&2; \
-	    echo "  sudo apt-get install -y --no-install-recommends$$missing" >&2; exit 1; \
-	  fi; \
-	fi
+	@scripts/deps.sh docs
