@@ -366,8 +366,12 @@ end
 -- @return the seconds actually slept (less than `s` when woken early with
 -- `wakeup`)
 function copas.pause(s)
-  if s ~= nil then check_seconds(s, 1, "pause") end
-  if s == nil or s < 0 then s = 0 end
+  if type(s) ~= "number" or s ~= s then
+    if s ~= nil then check_seconds(s, 1, "pause") end
+    s = 0
+  elseif s < 0 then
+    s = 0
+  end
   if debug_log then debug_log("yielding '", copas.getthreadname(), "' to SLEEP for ", s, " seconds") end
   return yield(s, SLEEP)
 end
