@@ -744,12 +744,16 @@ local function done(...)
 end
 
 -- wait until `skt` is ready in `dir`; false when the deadline passed
+local function log_wait(skt, dir)
+  debug_log("yielding '", copas.getthreadname(), "' to ", dir == READ and "READ" or "WRITE",
+    " on '", copas.getsocketname(skt), "'")
+end
+
+-- (the logging is in a function of its own: a thread parked here keeps its
+-- Lua stack, and a small frame keeps that stack at its initial size)
 local function wait(skt, dir, deadline)
   unyielded = 0
-  if debug_log then
-    debug_log("yielding '", copas.getthreadname(), "' to ", dir == READ and "READ" or "WRITE",
-      " on '", copas.getsocketname(skt), "'")
-  end
+  if debug_log then log_wait(skt, dir) end
   local r = yield(skt, dir, deadline)
   if type(r) == "string" then error(r, 0) end
   if r == false and test_mode then timeout_flags[coroutine_running()] = true end
@@ -825,16 +829,21 @@ local function do_receive(client, pattern, part, partial, timeout)
       return last_receive(client, pattern, part)
     end
   end
-  local s, err
+  -- few registers are live at the call of wait: a thread parked there
+  -- keeps its Lua stack, and a simple handler's then fits in the initial one
   repeat
-    local before = part
-    s, err, part = client:receive(pattern, part)
-    if s or not must_wait[err] then return done(s, err, part) end
-    if partial and part ~= nil and part ~= "" and part ~= before then
-      return finish(nil, timeout_error(err), part)
+    local dir
+    do
+      local before, s, err = part
+      s, err, part = client:receive(pattern, part)
+      if s or not must_wait[err] then return done(s, err, part) end
+      if partial and part ~= nil and part ~= "" and part ~= before then
+        return finish(nil, timeout_error(err), part)
+      end
+      dir = direction(err)
     end
     if client.dirty then drained[client] = true end
-    if not wait(client, direction(err), deadline) then
+    if not wait(client, dir, deadline) then
       return last_receive(client, pattern, part)
     end
   until false
