@@ -65,7 +65,10 @@ local autoclose_of = setmetatable({}, weak_keys)    -- handler thread -> its cli
 local servers = {}                                  -- server socket -> {handler, count}
 local exit_waiters = {}                             -- threads in waitforexit, in order
 
-local nonblocking = setmetatable({}, weak_keys)     -- sockets made non-blocking
+-- sockets made non-blocking: true, or DRAINED (see do_receive); one table
+-- for both keeps an idle connection small
+local nonblocking = setmetatable({}, weak_keys)
+local DRAINED = "drained"
 local debug_log                                     -- logger while debugging
 local exiting = false
 
@@ -807,7 +810,7 @@ end
 -- next receive on such a socket waits for readiness first instead of
 -- calling recv() only to get EAGAIN. Data buffered in the socket object
 -- (dirty) is read at once, and marks the socket as streaming again.
-local drained = setmetatable({}, weak_keys)
+-- Such a socket is marked DRAINED in `nonblocking`.
 
 -- the read after a wait that ended at the deadline
 local function last_receive(client, pattern, part)
@@ -822,9 +825,9 @@ local function do_receive(client, pattern, part, partial, timeout)
   if not nonblocking[client] then make_nonblocking(client) end
   local deadline = timeout and timeout > 0 and now() + timeout or nil
   if test_mode then op_begin(client, "read") end
-  if drained[client] then
+  if nonblocking[client] == DRAINED then
     if client:dirty() then
-      drained[client] = nil
+      nonblocking[client] = true
     elseif not wait(client, READ, deadline) then
       return last_receive(client, pattern, part)
     end
@@ -842,7 +845,7 @@ local function do_receive(client, pattern, part, partial, timeout)
       end
       dir = direction(err)
     end
-    if client.dirty then drained[client] = true end
+    if client.dirty then nonblocking[client] = DRAINED end
     if not wait(client, dir, deadline) then
       return last_receive(client, pattern, part)
     end
