@@ -14,6 +14,10 @@
 
 .PHONY: cppcheck tidy rocklint coverage
 
+# $(call need,COMMAND,PACKAGE): stop with a hint when COMMAND is missing
+need = @command -v $(1) >/dev/null 2>&1 || \
+  { echo "make $@: $(1) not found; install the Debian package $(2)" >&2; exit 1; }
+
 # Lua 5.4's headers whatever LUA_VERSION is: the C core is the same for
 # every Lua, and one set of headers keeps the results stable
 QUALITY_LUA_INC ?= /usr/include/lua5.4
@@ -29,6 +33,7 @@ CPPCHECK_FLAGS = --enable=warning,style,performance,portability \
   -Icsrc -I$(QUALITY_LUA_INC)
 
 cppcheck:
+	$(call need,$(CPPCHECK),cppcheck)
 	$(CPPCHECK) $(CPPCHECK_FLAGS) $(SRCS)
 
 # the checks and their exclusions are in .clang-tidy (repository root);
@@ -38,11 +43,13 @@ TIDY_CFLAGS = -std=c99 -D_GNU_SOURCE -Icsrc -I$(QUALITY_LUA_INC) \
   -include mk/tidy-lua.h
 
 tidy:
+	$(call need,$(CLANG_TIDY),clang-tidy)
 	$(CLANG_TIDY) --quiet $(SRCS) -- $(TIDY_CFLAGS)
 
 ROCKSPEC ?= rockspec/copas-c-scm-1.rockspec
 
 rocklint:
+	$(call need,luarocks,luarocks)
 	luarocks lint $(ROCKSPEC)
 
 # ------------------------------------------------------------- coverage
@@ -71,6 +78,7 @@ $(COV_BUILD)/obj/%.o: csrc/%.c $(HDRS)
 	$(CC) $(BASE_CFLAGS) $(COV_FLAGS) -I/usr/include/lua5.4 -c -o $@ $<
 
 coverage: $(COV_CORE)
+	$(call need,lcov,lcov)
 	@rm -f $(COV_BUILD)/obj/*.gcda
 	@rm -rf $(COV_OUT) && mkdir -p $(COV_OUT)
 	@rc=0; \
