@@ -175,8 +175,8 @@ static int l_status(lua_State *L) {
     lua_pushinteger(L, wr);
     lua_pushinteger(L, (lua_Integer)loop->ready.len);
     lua_pushinteger(L, (lua_Integer)loop->n_sleep);
-    lua_pushinteger(L, (lua_Integer)(loop->n_idle + loop->n_queued));
-    lua_pushinteger(L, (lua_Integer)(loop->n_timeouts + loop->n_io_deadline));
+    lua_pushinteger(L, (lua_Integer)loop->n_idle + (lua_Integer)loop->n_queued);
+    lua_pushinteger(L, (lua_Integer)loop->n_timeouts + (lua_Integer)loop->n_io_deadline);
     return 6;
 }
 

@@ -102,6 +102,7 @@ struct enc {
 static int encode(lua_State *L, int idx, struct enc *e);
 
 
+/* NOLINTNEXTLINE(misc-no-recursion): nesting is bounded by MAX_DEPTH */
 static int encode_table(lua_State *L, int idx, struct enc *e) {
     const void *t = lua_topointer(L, idx);
     int i;
@@ -140,6 +141,7 @@ static int encode_number(lua_State *L, int idx, struct enc *e) {
 
 
 /* append the value at idx (absolute) to e->b: 0, or -1 with e->why */
+/* NOLINTNEXTLINE(misc-no-recursion): nesting is bounded by MAX_DEPTH */
 static int encode(lua_State *L, int idx, struct enc *e) {
     size_t len;
     const char *s;
@@ -174,6 +176,7 @@ static int encode(lua_State *L, int idx, struct enc *e) {
 /* ------------------------------------------------------------ decoding */
 
 /* push the value at *p (the encoder wrote it); advances *p */
+/* NOLINTNEXTLINE(misc-no-recursion): nesting is bounded by MAX_DEPTH */
 static void decode(lua_State *L, const char **p) {
     char tag = *(*p)++;
     size_t len;

@@ -52,7 +52,7 @@ static void call_hook(lua_State *L, struct cps_loop *loop, int which, int nargs)
     lua_remove(L, -2);
     lua_insert(L, -(nargs + 1));
     if (lua_pcall(L, nargs, 0, 0) != LUA_OK) {
-        fprintf(stderr, "copas: internal hook failed: %s\n", lua_tostring(L, -1));
+        (void)fprintf(stderr, "copas: internal hook failed: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
 }
@@ -396,8 +396,6 @@ static void retire(lua_State *L, struct cps_loop *loop, struct cps_thread *th, i
             lua_pushnil(L);
         lua_pushboolean(L, errored);            /* co err skt close errored */
         call_hook(L, loop, CPS_HOOK_END, 5);
-    } else if (errored) {
-        lua_pop(L, 1);
     }
     release(L, loop, th);
 }
@@ -719,11 +717,12 @@ static void settle(lua_State *L, struct cps_loop *loop) {
     struct cps_waitset *ws = &loop->ws;
     int i;
     for (i = 0; i < ws->nchanged; i++) {        /* the list may grow */
-        int fd = ws->changed[i], err;
+        int fd = ws->changed[i];
         struct cps_fdent *e = ws->ents[fd];
         unsigned w = cps_waitset_wanted(e);
         e->changed = 0;
         if (w != e->kmask) {
+            int err;
             if (w == 0) {
                 loop->ops->unwatch(loop->poller, fd);
             } else if ((err = loop->ops->watch(loop->poller, fd, e->kmask, w)) < 0) {

@@ -77,7 +77,7 @@ static int wait_events(struct cps_poller *p, struct cps_fired *out, int max, int
     int n, fd, k = 0;
     if (timeout_ms >= 0) {
         tv.tv_sec = timeout_ms / 1000;
-        tv.tv_usec = (timeout_ms % 1000) * 1000;
+        tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
         tvp = &tv;
     }
     n = select(p->maxfd + 1, &rd, &wr, NULL, tvp);

@@ -191,9 +191,10 @@ int cps_pool_cpus(void) {
 
 
 static int start_workers(struct cps_pool *p) {
-    int i, err;
+    int i;
     for (i = 0; i < p->nthreads; i++) {
         struct worker *w = &p->workers[i];
+        int err;
         w->pool = p;
         if ((err = pthread_create(&w->tid, NULL, worker_main, w)) != 0)
             return -err;

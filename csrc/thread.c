@@ -13,7 +13,7 @@
 static size_t slot_of(const struct cps_threads *t, const void *co) {
     uintptr_t x = (uintptr_t)co;
     x ^= x >> 17;
-    x *= (uintptr_t)0x9E3779B97F4A7C15ull;
+    x *= (uintptr_t)0x9E3779B97F4A7C15ULL;
     x ^= x >> 29;
     return (size_t)x & (t->cap - 1);
 }
@@ -76,7 +76,7 @@ struct cps_thread *cps_threads_get(const struct cps_threads *t, const void *co) 
 
 
 void cps_threads_del(struct cps_threads *t, const void *co) {
-    size_t i, j, home;
+    size_t i, j;
     if (t->cap == 0)
         return;
     for (i = slot_of(t, co); t->slots[i] != NULL; i = (i + 1) & (t->cap - 1))
@@ -88,7 +88,7 @@ void cps_threads_del(struct cps_threads *t, const void *co) {
     t->len--;
     /* shift later members of the cluster back over the hole */
     for (j = (i + 1) & (t->cap - 1); t->slots[j] != NULL; j = (j + 1) & (t->cap - 1)) {
-        home = slot_of(t, t->slots[j]->co);
+        size_t home = slot_of(t, t->slots[j]->co);
         if (((j - home) & (t->cap - 1)) >= ((j - i) & (t->cap - 1))) {
             t->slots[i] = t->slots[j];
             t->slots[j] = NULL;
