@@ -10,6 +10,11 @@
 #                              COPAS_REF_PATH=<Copas 4.11 dir> adds a column)
 #   make example               run examples/timers.lua against this tree
 #   make lint                  rockspec file lists + luacheck
+#   make docs                  LDoc reference into docs/reference
+#   make cppcheck / make tidy  static analysis of csrc/ (cppcheck, clang-tidy)
+#   make rocklint              luarocks lint of the rockspec
+#   make coverage              specs against a gcov core; csrc/ line coverage,
+#                              fails under COVERAGE_MIN (90); HTML in build/coverage/html
 #   make clean                 remove build/ (and luarocks make leftovers)
 #
 # LUA_VERSION selects the Lua: 5.4 (default), 5.3, 5.1 or luajit.
@@ -163,7 +168,7 @@ clean:
 	@if [ -d copas ]; then rmdir copas; fi
 
 help:
-	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,21p' Makefile | sed 's/^# \{0,1\}//'
 
 # ThreadSanitizer build (Lua 5.4, its own directory): the worker pool's
 # threads against the loop's. Only the core is instrumented; the runtime is
