@@ -261,6 +261,19 @@ static int l_setsocket(lua_State *L) {
 }
 
 
+/* loop:getsocket(co): the socket set by setsocket and its autoclose flag,
+   or nothing */
+static int l_getsocket(lua_State *L) {
+    struct cps_loop *loop = check_loop(L);
+    struct cps_thread *th = to_thread(L, loop, 2);
+    if (th == NULL || th->sock_ref == LUA_NOREF)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, th->sock_ref);
+    lua_pushboolean(L, (th->flags & CPS_TF_AUTOCLOSE) != 0);
+    return 2;
+}
+
+
 /* loop:sethooks{on_end, on_accept, on_timeout, on_debug} */
 static int l_sethooks(lua_State *L) {
     struct cps_loop *loop = check_loop(L);
@@ -447,6 +460,7 @@ static const luaL_Reg loop_methods[] = {
     { "removeall", l_removeall }, { "timeout", l_timeout }, { "status", l_status },
     { "stats", l_stats }, { "forget", l_forget }, { "addserver", l_addserver },
     { "removeserver", l_removeserver }, { "setsocket", l_setsocket },
+    { "getsocket", l_getsocket },
     { "sethooks", l_sethooks }, { "debug", l_debug }, { "backend", l_backend },
     { "state", l_state }, { "current", l_current }, { "newset", l_newset },
     { "task", l_task }, { "untask", l_untask }, { "sweep", l_sweep }, { NULL, NULL }

@@ -56,12 +56,19 @@ local loop = core.new()
 copas._loop = loop  -- internal: the C scheduler, for copas.limit
 
 local weak_keys = { __mode = "k" }
-local thread_names = setmetatable({}, weak_keys)
+local thread_names = setmetatable({}, weak_keys)   -- thread -> name, or its accepted client
+-- Accepted clients and their handler threads are named on demand, from one
+-- number per client: the server's number * 2^32 + the client's count (an
+-- idle connection stays small). The handler's entry in thread_names is its
+-- client socket.
+local accept_tags = setmetatable({}, weak_keys)    -- client -> tag
+local server_by_no = setmetatable({}, { __mode = "v" })
+local servers_added = 0
+local TAG_BASE = 2 ^ 32
 local socket_names = setmetatable({}, weak_keys)
 local errhandlers = setmetatable({}, weak_keys)
 local raw_errors = setmetatable({}, weak_keys)      -- thread -> useSocketTimeoutErrors
 local sock_timeouts = setmetatable({}, weak_keys)   -- socket -> {connect, send, receive}
-local autoclose_of = setmetatable({}, weak_keys)    -- handler thread -> its client
 local servers = {}                                  -- server socket -> {handler, count}
 local exit_waiters = {}                             -- threads in waitforexit, in order
 
@@ -118,6 +125,15 @@ local function real_socket(skt)
   return skt
 end
 
+-- "<server name>:handler_<n>" / ":client_<n>" of an accepted client
+local function accepted_name(client, what)
+  local tag = accept_tags[client]
+  if not tag then return tostring(client) end
+  local n = tag % TAG_BASE
+  local server = server_by_no[(tag - n) / TAG_BASE]
+  return (server and copas.getsocketname(server) or "server") .. what .. ("%d"):format(n)
+end
+
 --- Name of a thread.
 -- @param co a coroutine (default: the running one)
 -- @return the name given with `setthreadname` or `addnamedthread`, else
@@ -125,7 +141,9 @@ end
 function copas.getthreadname(co)
   if co ~= nil and type(co) ~= "thread" then error("expected arg #1 to be a coroutine or nil", 2) end
   co = co or coroutine_running()
-  return thread_names[co] or tostring(co)
+  local name = thread_names[co]
+  if name ~= nil and type(name) ~= "string" then return accepted_name(name, ":handler_") end
+  return name or tostring(co)
 end
 
 --- Names a thread, for tracebacks and `copas.debug`.
@@ -146,7 +164,9 @@ end
 function copas.getsocketname(skt)
   if skt == nil then error("expected arg #1 to be a socket", 2) end
   skt = real_socket(skt)
-  return socket_names[skt] or tostring(skt)
+  local name = socket_names[skt]
+  if name == nil and accept_tags[skt] then return accepted_name(skt, ":client_") end
+  return name or tostring(skt)
 end
 
 --- Names a socket. The name carries over when the socket is wrapped in TLS.
@@ -270,16 +290,10 @@ local function accept_clients(server)
     end
     local n = srv.count + 1
     srv.count = n
-    local sname = copas.getsocketname(server)
-    socket_names[client] = sname .. ":client_" .. n
+    accept_tags[client] = srv.no * TAG_BASE + n
     local co = loop:spawnfirst(srv.handler, client)
-    thread_names[co] = sname .. ":handler_" .. n
-    if copas.autoclose then
-      autoclose_of[co] = client
-      loop:setsocket(co, client, true)
-    else
-      loop:setsocket(co, client, false)
-    end
+    thread_names[co] = client
+    loop:setsocket(co, client, copas.autoclose and true or false)
   end
 end
 
@@ -359,7 +373,6 @@ end
 function copas.removethread(co)
   if type(co) ~= "thread" then return end
   local closeskt = loop:remove(co)
-  autoclose_of[co] = nil
   if closeskt ~= nil then close_quietly(closeskt) end
 end
 
@@ -1056,11 +1069,10 @@ local function copy_socket_state(from, to)
   local t = sock_timeouts[from]
   if t then sock_timeouts[to] = { connect = t.connect, send = t.send, receive = t.receive } end
   if socket_names[from] then socket_names[to] = socket_names[from] end
+  accept_tags[to] = accept_tags[from]
   local co = coroutine_running()
-  if autoclose_of[co] == from then
-    autoclose_of[co] = to
-    loop:setsocket(co, to, true)
-  end
+  local skt, autoclose = loop:getsocket(co)
+  if autoclose and skt == from then loop:setsocket(co, to, true) end
 end
 
 local function is_tls(skt)
@@ -1537,7 +1549,9 @@ function copas.addserver(server, handler, timeout, name)
     return
   end
   if server.class == "tcp{master}" then server:listen(32) end
-  servers[server] = { handler = handler, count = 0 }
+  servers_added = servers_added + 1
+  server_by_no[servers_added] = server
+  servers[server] = { handler = handler, count = 0, no = servers_added }
   local ok, err = loop:addserver(server)
   if not ok then
     servers[server] = nil
