@@ -818,12 +818,13 @@ local function finish(...)
   return ...
 end
 
--- Sockets whose last receive found nothing to read. A request/response
--- peer mostly leaves the socket empty after each complete message, so the
--- next receive on such a socket waits for readiness first instead of
--- calling recv() only to get EAGAIN. Data buffered in the socket object
--- (dirty) is read at once, and marks the socket as streaming again.
--- Such a socket is marked DRAINED in `nonblocking`.
+-- Sockets that once found nothing to read are marked DRAINED in
+-- `nonblocking`. A request/response peer mostly leaves the socket empty
+-- after each complete message, so a receive on such a socket waits for
+-- readiness first instead of calling recv() only to get EAGAIN. Data
+-- buffered in the socket object (dirty) is always read at once; the mark
+-- stays, so the header lines of a request do not undo it for the next one.
+-- A socket that always has data pays one poller round per empty buffer.
 
 -- the read after a wait that ended at the deadline
 local function last_receive(client, pattern, part)
@@ -838,12 +839,9 @@ local function do_receive(client, pattern, part, partial, timeout)
   if not nonblocking[client] then make_nonblocking(client) end
   local deadline = timeout and timeout > 0 and now() + timeout or nil
   if test_mode then op_begin(client, "read") end
-  if nonblocking[client] == DRAINED then
-    if client:dirty() then
-      nonblocking[client] = true
-    elseif not wait(client, READ, deadline) then
-      return last_receive(client, pattern, part)
-    end
+  if nonblocking[client] == DRAINED and not client:dirty()
+     and not wait(client, READ, deadline) then
+    return last_receive(client, pattern, part)
   end
   -- few registers are live at the call of wait: a thread parked there
   -- keeps its Lua stack, and a simple handler's then fits in the initial one
