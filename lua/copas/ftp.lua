@@ -48,6 +48,9 @@ local session_mt = { __index = session }
 --- Opens the control connection.
 -- @return session (raises a socket.try error on failure)
 function M.open(server, port, create)
+  if type(server) ~= "string" then
+    error("bad argument #1 to 'open' (string expected, got " .. type(server) .. ")", 2)
+  end
   create = create or default_create
   local control = socket.try(tp.connect(server, port or sftp.PORT or 21, timeout(), create))
   local f = setmetatable({ tp = control, create = create }, session_mt)
@@ -234,6 +237,9 @@ end
 -- otherwise a download collecting into the `target` table.
 -- @return request table (raises a socket.try error for a bad URL)
 function M.parseRequest(u, body)
+  if type(u) ~= "string" then
+    error("bad argument #1 to 'parseRequest' (string expected, got " .. type(u) .. ")", 2)
+  end
   local t = parse_url(u)
   if body then
     t.source = ltn12.source.string(body)
@@ -290,7 +296,15 @@ local function tcommand(cmdt)
 end
 
 --- Downloads. get(url) → content | nil, err; get(t) → 1 | nil, err.
+local function check_request(t, fname)
+  local ty = type(t)
+  if ty ~= "string" and ty ~= "table" then
+    error(("bad argument #1 to '%s' (string or table expected, got %s)"):format(fname, ty), 3)
+  end
+end
+
 function M.get(gett)
+  check_request(gett, "get")
   return socket.protect(function()
     if type(gett) == "string" then
       local t = M.parseRequest(gett)
@@ -303,6 +317,10 @@ end
 
 --- Uploads. put(url, content) or put(t) → bytes sent | nil, err.
 function M.put(putt, body)
+  check_request(putt, "put")
+  if type(putt) == "string" and body ~= nil and type(body) ~= "string" then
+    error("bad argument #2 to 'put' (string expected, got " .. type(body) .. ")", 2)
+  end
   return socket.protect(function()
     if type(putt) == "string" then
       return tput(M.parseRequest(putt, body or ""))
@@ -314,6 +332,9 @@ end
 --- Sends commands (t.command: a string or a list, t.argument, t.check).
 -- @return 1 | nil, err
 function M.command(cmdt)
+  if type(cmdt) ~= "table" then
+    error("bad argument #1 to 'command' (table expected, got " .. type(cmdt) .. ")", 2)
+  end
   return socket.protect(function() return tcommand(cmdt) end)()
 end
 
