@@ -123,6 +123,9 @@ function M.addnamedthread(name, fn, ...)
   if type(fn) ~= "function" then
     error("bad argument #2 to 'addnamedthread' (function expected, got " .. type(fn) .. ")", 2)
   end
+  if name ~= nil and type(name) ~= "string" then
+    error("bad argument #1 to 'addnamedthread' (string expected, got " .. type(name) .. ")", 2)
+  end
   local self = setmetatable({ waiters = setmetatable({ n = 0 }, WEAK) }, future)
 
   local function capture(err)

@@ -122,6 +122,12 @@ end
 -- @return the queue
 function Queue.new(opts)
   if opts == Queue or opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error("expected options (1st argument) to be a table, got: " .. tostring(opts), 2)
+  end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error("expected name to be a string, got: " .. tostring(opts.name), 2)
+  end
   return setmetatable({
     name = opts.name or new_name(),
     items = {},

@@ -110,6 +110,12 @@ function timer.new(opts)
     error("expected callback to be a function", 2)
   end
   if opts.initial_delay ~= nil then check_delay(opts.initial_delay) end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error("expected name to be a string", 2)
+  end
+  if opts.errorhandler ~= nil and type(opts.errorhandler) ~= "function" then
+    error("expected errorhandler to be a function", 2)
+  end
   local self = setmetatable({
     name = opts.name or new_name(),
     delay = opts.delay,
