@@ -54,7 +54,7 @@ end
 local function submit(fname, shift, method, cpool, ...)
   local ok, id = pcall(method, cpool, ...)
   if not ok then
-    id = tostring(id):gsub("^bad argument #(%d+) to '%a+'", function(n)
+    id = tostring(id):gsub("^bad argument #(%d+) to '[^']*'", function(n)
       return ("bad argument #%d to '%s'"):format(n + shift, fname)
     end)
     error(id, 3)
@@ -202,7 +202,7 @@ end
 -- nil, "timeout"
 function Pool:resolve(host, family, seconds)
   local co = check_copas_thread("resolve")
-  local id = submit("resolve", 0, self._cpool.resolve, self._cpool, host, family)
+  local id = submit("resolve", -1, self._cpool.resolve, self._cpool, host, family)
   local res, err = self:_await(co, id, seconds)
   return res, err
 end
