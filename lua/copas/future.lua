@@ -10,6 +10,7 @@
 -------------------------------------------------------------------------------
 
 local copas = require "copas"
+local checkself = require("copas.waitqueue").checkself
 
 local coroutine_running = coroutine.running
 local coroutine_status = coroutine.status
@@ -65,6 +66,7 @@ end
 --- Waits until the task finished or was cancelled.
 -- @return true, results... | false, err (false, "cancelled" when cancelled)
 function future:get()
+  checkself(self, future, "future", "get")
   check_gone(self)
   if self.outcome == nil then
     local co = loop:current()
@@ -90,6 +92,7 @@ future.__call = future.get
 --- Looks at the outcome without waiting.
 -- @return PENDING | SUCCESS, results... | ERROR, err
 function future:try()
+  checkself(self, future, "future", "try")
   check_gone(self)
   local outcome = self.outcome
   if outcome == nil then
@@ -106,6 +109,7 @@ end
 -- outcome becomes false, "cancelled" and waiters are released.
 -- @return true if it was pending | false if already finished or cancelled
 function future:cancel()
+  checkself(self, future, "future", "cancel")
   check_gone(self)
   if self.outcome ~= nil then
     return false

@@ -8,6 +8,7 @@
 -------------------------------------------------------------------------------
 
 local copas = require "copas"
+local checkself = require("copas.waitqueue").checkself
 local core = require "copas.core"
 
 local loop = copas._loop
@@ -42,6 +43,7 @@ end
 --- Adds a task `fn(...)`; it starts now if a slot is free, else when one frees.
 -- @return the task's coroutine
 function set:addthread(fn, ...)
+  checkself(self, set_mt, "task set", "addthread")
   if type(fn) ~= "function" then
     error("bad argument #1 to 'addthread' (function expected, got " .. type(fn) .. ")", 2)
   end
@@ -51,11 +53,13 @@ end
 --- Removes a task from the set: a queued one never runs, a running one is
 -- no longer counted (it keeps running). Unknown threads are ignored.
 function set:removethread(co)
+  checkself(self, set_mt, "task set", "removethread")
   loop:untask(self._handle, co)
 end
 
 --- Yields until the set has no running and no queued task.
 function set:wait()
+  checkself(self, set_mt, "task set", "wait")
   local running, queued = self._handle:counts()
   if running == 0 and queued == 0 then return end
   yield(self._handle, JOIN)

@@ -33,6 +33,7 @@ Queue.__index = Queue
 
 
 local waitqueue = require "copas.waitqueue"
+local checkself = waitqueue.checkself
 local alive, fifo_new, fifo_push, fifo_abandon, fifo_shift =
   waitqueue.alive, waitqueue.new, waitqueue.push, waitqueue.abandon, waitqueue.shift
 
@@ -146,6 +147,7 @@ end
 --- Appends `item` (any value, nil included).
 -- @return true | nil, "stopping" | nil, "destroyed"
 function Queue:push(item)
+  checkself(self, Queue, "queue", "push")
   if self.stopping then
     return nil, "stopping"
   end
@@ -170,6 +172,7 @@ end
 -- back as a single nil: check the second value.
 -- @return item | nil, "timeout" | nil, "destroyed"
 function Queue:pop(timeout)
+  checkself(self, Queue, "queue", "pop")
   check_timeout(timeout, "1st")
   if self.first <= self.last then
     local item = self.items[self.first]
@@ -204,6 +207,7 @@ end
 
 --- @return the number of items in the queue | nil, "destroyed"
 function Queue:get_size()
+  checkself(self, Queue, "queue", "get_size")
   return self.last - self.first + 1
 end
 
@@ -211,6 +215,7 @@ end
 --- @return an array of the live worker coroutines (oldest first) | nil,
 -- "destroyed"
 function Queue:get_workers()
+  checkself(self, Queue, "queue", "get_workers")
   local list = {}
   for co in pairs(self.workers) do
     if alive(co) then list[#list + 1] = co end
@@ -225,6 +230,7 @@ end
 -- popped, at once if it is empty.
 -- @return true | nil, "destroyed"
 function Queue:stop()
+  checkself(self, Queue, "queue", "stop")
   if not self.stopping then
     self.stopping = true
     if self.first > self.last then
@@ -240,6 +246,7 @@ end
 -- the queue is destroyed unless `no_destroy_on_timeout`.
 -- @return true | nil, "timeout" | nil, "destroyed"
 function Queue:finish(timeout, no_destroy_on_timeout)
+  checkself(self, Queue, "queue", "finish")
   check_timeout(timeout, "1st")
   if timeout == nil then timeout = DEFAULT_TIMEOUT end
   self:stop()
@@ -270,6 +277,7 @@ do
   -- "destroyed".
   -- @return true
   function Queue:destroy()
+    checkself(self, Queue, "queue", "destroy")
     self.destroyed = true
     self.stopping = true
     setmetatable(self, waitqueue.destroyed_mt)
@@ -291,6 +299,7 @@ end
 -- Raises "expected worker to be a function".
 -- @return the worker coroutine | nil, "destroyed"
 function Queue:add_worker(fn)
+  checkself(self, Queue, "queue", "add_worker")
   if type(fn) ~= "function" then
     error("expected worker to be a function", 2)
   end

@@ -11,6 +11,7 @@
 -------------------------------------------------------------------------------
 
 local copas = require "copas"
+local checkself = require("copas.waitqueue").checkself
 
 local coroutine_running = coroutine.running
 local coroutine_status = coroutine.status
@@ -137,6 +138,7 @@ end
 -- Raises "delay must be greater than or equal to 0".
 -- @return the timer | nil, "already armed"
 function timer:arm(initial_delay)
+  checkself(self, timer, "timer", "arm")
   if initial_delay ~= nil then check_delay(initial_delay) end
   local co = self.co
   if co ~= nil and alive(co) and not self.cancelled then
@@ -151,6 +153,7 @@ end
 -- progress finishes, and the timer does not run again.
 -- @return the timer | nil, "not armed" | nil, "already cancelled"
 function timer:cancel()
+  checkself(self, timer, "timer", "cancel")
   local co = self.co
   if co == nil or not alive(co) then
     self.co = nil

@@ -18,6 +18,7 @@
 
 local core = require "copas.core"
 local copas = require "copas"
+local checkself = require("copas.waitqueue").checkself
 
 local coroutine_running, yield = coroutine.running, coroutine.yield
 local type, select, pcall, error, tostring = type, select, pcall, error, tostring
@@ -182,6 +183,7 @@ end
 -- @return the function's results | nil, message (error with traceback, or
 -- "cannot copy result #n (a function)")
 function Pool:run(fn, ...)
+  checkself(self, Pool, "worker pool", "run")
   local co = check_copas_thread("run")
   local id = submit("run", 0, self._cpool.run, self._cpool, fn, ...)
   return self:_await(co, id)
@@ -191,6 +193,7 @@ end
 -- the job still finishes in the background and its result is dropped (a
 -- job still queued is never started).
 function Pool:call(seconds, fn, ...)
+  checkself(self, Pool, "worker pool", "call")
   check_timeout(seconds, "call")
   local co = check_copas_thread("call")
   local id = submit("call", 1, self._cpool.run, self._cpool, fn, ...)
@@ -201,6 +204,7 @@ end
 -- @return array of {family = "inet"|"inet6", addr = "..."} | nil, err |
 -- nil, "timeout"
 function Pool:resolve(host, family, seconds)
+  checkself(self, Pool, "worker pool", "resolve")
   local co = check_copas_thread("resolve")
   local id = submit("resolve", -1, self._cpool.resolve, self._cpool, host, family)
   local res, err = self:_await(co, id, seconds)
@@ -209,11 +213,13 @@ end
 
 --- @return the number of threads
 function Pool:size()
+  checkself(self, Pool, "worker pool", "size")
   return self._cpool:size()
 end
 
 --- @return the number of jobs Copas threads are waiting for
 function Pool:pending()
+  checkself(self, Pool, "worker pool", "pending")
   return self._nwaiting
 end
 
@@ -221,6 +227,7 @@ end
 -- blocks until they do) and the threads are joined. Callers still waiting
 -- get nil, "shut down". Later calls raise "copas worker pool is shut down".
 function Pool:shutdown()
+  checkself(self, Pool, "worker pool", "shutdown")
   self._cpool:shutdown()
   self:_fail_all("shut down")
   if self._dispatcher ~= nil then
