@@ -166,6 +166,9 @@ end
 -- First line: `<msg> (coroutine: <name>, socket: <name>)`.
 function copas.gettraceback(msg, co, skt)
   if co ~= nil then check_type(co, "thread", 2, "gettraceback") end
+  if skt ~= nil and type(skt) ~= "userdata" and type(skt) ~= "table" then
+    argerror(3, "gettraceback", "socket expected, got " .. type(skt))
+  end
   local co_name = co == nil and "nil" or copas.getthreadname(co)
   local skt_name = skt == nil and "nil" or copas.getsocketname(skt)
   msg = msg == nil and "" or tostring(msg)
@@ -1107,6 +1110,9 @@ function tcp:sni(names, strict)
   local sni = self.ssl_params.sni or {}
   names = names or sni.names
   if strict == nil then strict = sni.strict end
+  if not self.ssl_params.wrap and not is_tls(self.socket) then
+    error("cannot wrap socket into a secure socket (using 'ssl.wrap()') without parameters/context", 2)
+  end
   local nskt, err = tls_wrap(self.socket, self.ssl_params.wrap)
   if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 0) end
   self.socket = nskt
@@ -1123,11 +1129,29 @@ end
 tcp.getalpn = tls_only("getalpn")
 tcp.getsniname = tls_only("getsniname")
 
+-- A pass-through method calls the socket's method as a plain function, so
+-- LuaSocket's argument errors would read "bad argument #2 to '?'": they are
+-- raised again naming the wrapper method and counting from its first
+-- argument after self.
+local function relay(name, ok, ...)
+  if ok then return ... end
+  local err = ...
+  if type(err) == "string" then
+    local n, rest = err:match("bad argument #(%d+) to '[^']*' (.*)$")
+    if n == "1" then
+      err = ("calling '%s' on bad self %s"):format(name, rest)
+    elseif n then
+      err = ("bad argument #%d to '%s' %s"):format(n - 1, name, rest)
+    end
+  end
+  error(err, 3)
+end
+
 local function maybe_missing(name)
   return function(self, ...)
     local f = self.socket[name]
     if f == nil then return nil, "not implemented by LuaSec" end
-    return f(self.socket, ...)
+    return relay(name, pcall(f, self.socket, ...))
   end
 end
 for _, name in ipairs { "getsockname", "getpeername", "getoption", "setoption" } do
@@ -1135,16 +1159,22 @@ for _, name in ipairs { "getsockname", "getpeername", "getoption", "setoption" }
 end
 
 local function pass(name)
-  return function(self, ...) return self.socket[name](self.socket, ...) end
+  return function(self, ...) return relay(name, pcall(self.socket[name], self.socket, ...)) end
 end
 for _, name in ipairs { "bind", "listen", "accept", "getstats", "setstats", "shutdown",
                         "getfd", "setfd", "dirty" } do
   tcp[name] = pass(name)
 end
 
-function udp:send(data) return self.socket:send(data) end
+function udp:send(data)
+  local skt = self.socket
+  return relay("send", pcall(skt.send, skt, data))
+end
 
-function udp:sendto(data, ip, port) return self.socket:sendto(data, ip, port) end
+function udp:sendto(data, ip, port)
+  local skt = self.socket
+  return relay("sendto", pcall(skt.sendto, skt, data, ip, port))
+end
 
 function udp:receive(size) return copas.receivefrom(self.socket, size, true) end
 
