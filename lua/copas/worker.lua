@@ -251,6 +251,19 @@ local function check_opts(opts)
     error(("bad argument #1 to 'new' (init must be a string or a function, got %s)")
       :format(type(init)), 3)
   end
+  if type(init) == "string" then
+    -- the workers run the same Lua: a chunk that does not compile here
+    -- would fail every job there
+    local ok, err = (rawget(_G, "loadstring") or load)(init, "=init")
+    if not ok then
+      error(("bad argument #1 to 'new' (init does not compile: %s)"):format(err), 3)
+    end
+  end
+  for _, key in ipairs { "path", "cpath" } do
+    if opts[key] ~= nil and type(opts[key]) ~= "string" then
+      error(("bad argument #1 to 'new' (%s must be a string, got %s)"):format(key, type(opts[key])), 3)
+    end
+  end
   return opts
 end
 
