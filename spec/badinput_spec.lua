@@ -215,3 +215,103 @@ describe("docs/robustness.md", function()
     assert.same({}, unknown)
   end)
 end)
+
+
+-------------------------------------------------------------------------------
+-- the C bindings under the API
+-------------------------------------------------------------------------------
+
+-- copas.core is internal, but a wrong value reaching it must still end in
+-- a Lua error, never in a crash (which would end this process) or a
+-- non-string error. Every method of the loop, task-set and pool objects is
+-- called with odd values in its first arguments.
+describe("copas.core bindings given odd arguments", function()
+  local core = require "copas.core"
+
+  local function odd_values()
+    return { n = 12, nil, 42, "x", {}, function() end, coroutine.create(function() end), true, -1,
+             0 / 0, math.huge, io.stdout, socket.udp() }
+  end
+
+  local function methods_of(obj)
+    local out = {}
+    for k, v in pairs(getmetatable(obj).__index) do
+      if type(v) == "function" then out[#out + 1] = k end
+    end
+    table.sort(out)
+    return out
+  end
+
+  -- calls obj:m(a, b) for all pairs of odd values; returns the errors that
+  -- were not strings, as "method: value"
+  local function sweep(make, skip)
+    local bad = {}
+    local vals = odd_values()
+    local sample = make()
+    for _, m in ipairs(methods_of(sample)) do
+      if not (skip and skip[m]) then
+        for i = 1, vals.n do
+          for j = 1, vals.n do
+            local obj = make()
+            local ok, err = pcall(obj[m], obj, vals[i], vals[j])
+            if not ok and type(err) ~= "string" then bad[#bad + 1] = m .. ": " .. tostring(err) end
+          end
+        end
+      end
+    end
+    vals[12]:close()
+    return bad
+  end
+
+  local function quiet_loop()
+    local loop = core.new()
+    local function none() end
+    loop:sethooks { none, none, none, none }
+    return loop
+  end
+
+  it("the loop raises string errors and does not crash", function()
+    assert.same({}, sweep(quiet_loop))
+  end)
+
+  it("a task set raises string errors and does not crash", function()
+    local loop = quiet_loop()
+    assert.same({}, sweep(function() return loop:newset(2) end))
+  end)
+
+  it("a worker pool raises string errors and does not crash", function()
+    local pool = core.pool_new(1, {})
+    -- shutdown and close are called last, once the sweep is done; resolve
+    -- only with values that are no host names (a name would go to DNS)
+    assert.same({}, sweep(function() return pool end, { shutdown = true, close = true, resolve = true }))
+    local vals = odd_values()
+    for i = 1, vals.n do
+      if type(vals[i]) ~= "string" and type(vals[i]) ~= "number" then
+        local ok, err = pcall(pool.resolve, pool, vals[i], "inet")
+        assert.is_false(ok)
+        assert.equal("string", type(err))
+      end
+    end
+    vals[12]:close()
+    pool:shutdown()
+    local ok, err = pcall(pool.run, pool, function() end)
+    assert.is_false(ok)
+    assert.equal("string", type(err))
+  end)
+
+  it("the module functions raise string errors and do not crash", function()
+    local vals = odd_values()
+    local bad = {}
+    for _, name in ipairs { "new", "now", "gettime", "pool_cpus", "addr_literal", "pool_new" } do
+      for i = 1, vals.n do
+        for j = 1, vals.n do
+          local ok, res = pcall(core[name], vals[i], vals[j])
+          if not ok and type(res) ~= "string" then bad[#bad + 1] = name .. ": " .. tostring(res) end
+          if ok and name == "pool_new" then res:shutdown() end
+        end
+      end
+    end
+    vals[12]:close()
+    assert.same({}, bad)
+  end)
+end)
