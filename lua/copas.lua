@@ -706,7 +706,10 @@ local function check_data(data, from, to, fname)
   if to ~= nil and type(to) ~= "number" then argerror(4, fname, "number expected, got " .. type(to), 4) end
 end
 
-local function check_pattern(pattern, fname)
+local function check_pattern(pattern, fname, prefix)
+  if prefix ~= nil and type(prefix) ~= "string" and type(prefix) ~= "number" then
+    argerror(3, fname, "string expected, got " .. type(prefix), 4)
+  end
   if pattern == nil then return end
   if type(pattern) == "number" then
     if pattern < 0 or pattern ~= pattern then argerror(2, fname, "invalid receive pattern", 4) end
@@ -757,7 +760,7 @@ function copas.receive(client, pattern, part)
     end
     return copas.receivefrom(client, pattern, true)
   end
-  check_pattern(pattern, "receive")
+  check_pattern(pattern, "receive", part)
   pattern = spelled[pattern] or pattern or "*l"
   local t = sock_timeouts[client]
   if t and t.receive == 0 then
@@ -769,7 +772,7 @@ end
 --- As `receive`, but returns as soon as any new data arrived.
 function copas.receivepartial(client, pattern, part)
   check_socket(client, "receivepartial")
-  check_pattern(pattern, "receivepartial")
+  check_pattern(pattern, "receivepartial", part)
   return do_receive(client, spelled[pattern] or pattern or "*l", part, true)
 end
 copas.receivePartial = copas.receivepartial
