@@ -373,7 +373,7 @@ end
 local VALID_TIMEOUTS = { connect = true, send = true, receive = true }
 
 local function check_timeout(to)
-  if to ~= nil and type(to) ~= "number" and type(to) ~= "table" then
+  if to and type(to) ~= "number" and type(to) ~= "table" then
     error("bad argument #1 to 'request' (field 'timeout': number or table expected, got "
       .. type(to) .. ")", 0)
   end
@@ -383,7 +383,7 @@ local function check_timeout(to)
         error("'" .. tostring(k) .. "' is not a valid timeout option. " ..
           "Valid: 'connect', 'send', 'receive'", 0)
       end
-      if type(to[k]) ~= "number" then
+      if to[k] and type(to[k]) ~= "number" then
         error("bad argument #1 to 'request' (field 'timeout." .. k .. "': number expected, got "
           .. type(to[k]) .. ")", 0)
       end
