@@ -706,10 +706,7 @@ local function check_data(data, from, to, fname)
   if to ~= nil and type(to) ~= "number" then argerror(4, fname, "number expected, got " .. type(to), 4) end
 end
 
-local function check_pattern(pattern, fname, prefix)
-  if prefix ~= nil and type(prefix) ~= "string" and type(prefix) ~= "number" then
-    argerror(3, fname, "string expected, got " .. type(prefix), 4)
-  end
+local function check_pattern(pattern, fname)
   if pattern == nil then return end
   if type(pattern) == "number" then
     if pattern < 0 or pattern ~= pattern then argerror(2, fname, "invalid receive pattern", 4) end
@@ -760,7 +757,7 @@ function copas.receive(client, pattern, part)
     end
     return copas.receivefrom(client, pattern, true)
   end
-  check_pattern(pattern, "receive", part)
+  check_pattern(pattern, "receive")
   pattern = spelled[pattern] or pattern or "*l"
   local t = sock_timeouts[client]
   if t and t.receive == 0 then
@@ -772,7 +769,7 @@ end
 --- As `receive`, but returns as soon as any new data arrived.
 function copas.receivepartial(client, pattern, part)
   check_socket(client, "receivepartial")
-  check_pattern(pattern, "receivepartial", part)
+  check_pattern(pattern, "receivepartial")
   return do_receive(client, spelled[pattern] or pattern or "*l", part, true)
 end
 copas.receivePartial = copas.receivepartial
@@ -1169,15 +1166,9 @@ for _, name in ipairs { "bind", "listen", "accept", "getstats", "setstats", "shu
   tcp[name] = pass(name)
 end
 
-function udp:send(data)
-  local skt = self.socket
-  return relay("send", pcall(skt.send, skt, data))
-end
+function udp:send(data) return self.socket:send(data) end
 
-function udp:sendto(data, ip, port)
-  local skt = self.socket
-  return relay("sendto", pcall(skt.sendto, skt, data, ip, port))
-end
+function udp:sendto(data, ip, port) return self.socket:sendto(data, ip, port) end
 
 function udp:receive(size) return copas.receivefrom(self.socket, size, true) end
 

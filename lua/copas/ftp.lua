@@ -250,6 +250,14 @@ function M.parseRequest(u, body)
   return t
 end
 
+-- raises unless the request is a URL or a table
+local function check_request(t, fname)
+  local ty = type(t)
+  if ty ~= "string" and ty ~= "table" then
+    error(("bad argument #1 to '%s' (string or table expected, got %s)"):format(fname, ty), 3)
+  end
+end
+
 local function login(t)
   t = override(t)
   socket.try(t.host, "missing hostname")
@@ -296,13 +304,6 @@ local function tcommand(cmdt)
 end
 
 --- Downloads. get(url) → content | nil, err; get(t) → 1 | nil, err.
-local function check_request(t, fname)
-  local ty = type(t)
-  if ty ~= "string" and ty ~= "table" then
-    error(("bad argument #1 to '%s' (string or table expected, got %s)"):format(fname, ty), 3)
-  end
-end
-
 function M.get(gett)
   check_request(gett, "get")
   return socket.protect(function()
