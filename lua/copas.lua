@@ -102,8 +102,17 @@ end
 local function check_type(v, want, n, fname, optional, level)
   local got = type(v)
   if got ~= want and not (optional and v == nil) then
-    argerror(n, fname, want .. " expected, got " .. (v == nil and "no value" or got), level or 4)
+    argerror(n, fname, want .. " expected, got " .. got, level or 4)
   end
+end
+
+-- a callable value: a function or a table/userdata with __call
+local function check_callable(v, n, fname, optional)
+  if optional and v == nil then return end
+  if type(v) == "function" then return end
+  local mt = (type(v) == "table" or type(v) == "userdata") and getmetatable(v)
+  if type(mt) == "table" and mt.__call ~= nil then return end
+  argerror(n, fname, "function expected, got " .. type(v), 4)
 end
 
 local function check_seconds(v, n, fname, optional)
@@ -162,7 +171,8 @@ end
 -- @return the name given with `setsocketname` (or generated for an accepted
 -- client, `<server>:client_<n>`), else `tostring(skt)`
 function copas.getsocketname(skt)
-  if skt == nil then error("expected arg #1 to be a socket", 2) end
+  local t = type(skt)
+  if t ~= "userdata" and t ~= "table" then error("expected arg #1 to be a socket", 2) end
   skt = real_socket(skt)
   local name = socket_names[skt]
   if name == nil and accept_tags[skt] then return accepted_name(skt, ":client_") end
@@ -175,7 +185,8 @@ end
 -- when missing)
 function copas.setsocketname(name, skt)
   if type(name) ~= "string" then error("expected arg #1 to be a string", 2) end
-  if skt == nil then error("expected arg #2 to be a socket", 2) end
+  local t = type(skt)
+  if t ~= "userdata" and t ~= "table" then error("expected arg #2 to be a socket", 2) end
   socket_names[real_socket(skt)] = name
 end
 
@@ -194,6 +205,10 @@ end
 -- @param skt the socket involved, or nil
 -- @return string
 function copas.gettraceback(msg, co, skt)
+  if co ~= nil then check_type(co, "thread", 2, "gettraceback") end
+  if skt ~= nil and type(skt) ~= "userdata" and type(skt) ~= "table" then
+    argerror(3, "gettraceback", "socket expected, got " .. type(skt))
+  end
   local co_name = co == nil and "nil" or copas.getthreadname(co)
   local skt_name = skt == nil and "nil" or copas.getsocketname(skt)
   msg = msg == nil and "" or tostring(msg)
@@ -247,6 +262,7 @@ copas.setErrorHandler = copas.seterrorhandler
 -- @param co a coroutine (default: the running one)
 -- @return its own handler, else the default one
 function copas.geterrorhandler(co)
+  if co ~= nil then check_type(co, "thread", 1, "geterrorhandler") end
   co = co or coroutine_running()
   return errhandlers[co] or default_handler
 end
@@ -358,7 +374,7 @@ function copas.addnamedthread(name, fn, ...)
     name, fn = fn, name
   end
   check_type(fn, "function", 2, "addnamedthread")
-  if name ~= nil and type(name) ~= "string" then argerror(1, "addnamedthread", "string expected") end
+  if name ~= nil then check_type(name, "string", 1, "addnamedthread") end
   local co = loop:spawn(fn, ...)
   if name then thread_names[co] = name end
   return co
@@ -538,12 +554,13 @@ function copas.loop(init, timeout)
   if copas.running then
     error("copas.loop: the loop is already running", 2)
   end
+  local targ = 2
   if type(init) == "function" then
     copas.addnamedthread("copas_initializer", init)
-  else
-    timeout = init or timeout
+  elseif init then
+    timeout, targ = init, 1
   end
-  if timeout ~= nil then check_seconds(timeout, 2, "loop") end
+  if timeout ~= nil then check_seconds(timeout, targ, "loop") end
   exiting = false
   copas.running = true
   while true do
@@ -634,6 +651,7 @@ copas.debug = {}
 -- @param logger function called with the parts of each message (default:
 -- the global `print`)
 function copas.debug.start(logger)
+  check_callable(logger, 1, "debug.start", true)
   debug_log = logger or function(...) return print(...) end
   loop:debug(true)
 end
@@ -794,11 +812,42 @@ local function is_udp(skt)
   return udp
 end
 
-local function check_socket(skt, fname)
+local function index(v, k) return v[k] end
+
+-- raises unless `skt` is a table or userdata (and, given `method`, has
+-- that method): "bad argument #1 to 'fname' (socket expected, got <type>)"
+local function check_socket(skt, fname, method)
   local t = type(skt)
   if t ~= "userdata" and t ~= "table" then
-    argerror(1, fname, "socket expected, got " .. (skt == nil and "no value" or t), 4)
+    argerror(1, fname, "socket expected, got " .. t, 4)
   end
+  if method then
+    local ok, m = pcall(index, skt, method)
+    if not ok or m == nil then
+      argerror(1, fname, "socket expected, got " .. t .. " without a '" .. method .. "' method", 4)
+    end
+  end
+end
+
+-- host and port as LuaSocket's connect takes them (strings or numbers)
+local function check_endpoint(host, port, n, fname)
+  local th, tp = type(host), type(port)
+  if th ~= "string" and th ~= "number" then
+    argerror(n, fname, "string expected, got " .. th, 4)
+  end
+  if tp ~= "number" and tp ~= "string" then
+    argerror(n + 1, fname, "number expected, got " .. tp, 4)
+  end
+end
+
+-- data, i, j of a send: a string (or number) and optional numbers
+local function check_data(data, from, to, fname)
+  local t = type(data)
+  if t ~= "string" and t ~= "number" then argerror(2, fname, "string expected, got " .. t, 4) end
+  if from ~= nil and type(from) ~= "number" then
+    argerror(3, fname, "number expected, got " .. type(from), 4)
+  end
+  if to ~= nil and type(to) ~= "number" then argerror(4, fname, "number expected, got " .. type(to), 4) end
 end
 
 local function check_pattern(pattern, fname)
@@ -920,7 +969,7 @@ copas.receivePartial = copas.receivepartial
 -- @param connected internal: use `receive` on a connected socket
 -- @return `data, ip, port`, or `nil, err`
 function copas.receivefrom(client, size, connected)
-  check_socket(client, "receivefrom")
+  check_socket(client, "receivefrom", (not connected) and "receivefrom" or nil)
   if size ~= nil then
     check_seconds(size, 2, "receivefrom")
     if size < 0 then argerror(2, "receivefrom", "size must not be negative") end
@@ -959,7 +1008,10 @@ end
 function copas.send(client, data, from, to)
   if type(client) ~= "userdata" or udp_classes[getmetatable(client)] ~= false then
     check_socket(client, "send")
+    check_data(data, from, to, "send")
     if is_udp(client) then return client:send(data) end
+  elseif type(data) ~= "string" or from ~= nil or to ~= nil then
+    check_data(data, from, to, "send")
   end
   if not nonblocking[client] then make_nonblocking(client) end
   local t = sock_timeouts[client]
@@ -985,6 +1037,9 @@ end
 -- @param ip address
 -- @param port number
 function copas.sendto(client, data, ip, port)
+  check_socket(client, "sendto", "sendto")
+  check_data(data, nil, nil, "sendto")
+  check_endpoint(ip, port, 3, "sendto")
   return client:sendto(data, ip, port)
 end
 
@@ -1059,6 +1114,7 @@ end
 -- not known"`)
 function copas.connect(skt, host, port)
   check_socket(skt, "connect")
+  check_endpoint(host, port, 2, "connect")
   if test_mode then op_begin(skt, "connect") end
   return finish(select(2, connect_host(skt, host, port)))
 end
@@ -1100,6 +1156,10 @@ function copas.dohandshake(skt, params)
   if not params then
     error("cannot wrap socket into a secure socket (using 'ssl.wrap()') without parameters/context", 2)
   end
+  local tp = type(params)
+  if tp ~= "table" and tp ~= "userdata" then
+    argerror(2, "dohandshake", "table or userdata expected, got " .. tp)
+  end
   local nskt, err = tls_wrap(skt, params)
   if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 0) end
   local deadline = deadline_of(nskt, "connect")
@@ -1127,6 +1187,7 @@ end
 -- @return the results of `skt:close`
 function copas.close(skt, ...)
   skt = real_socket(skt)
+  check_socket(skt, "close", "close")
   loop:forget(skt)
   return skt:close(...)
 end
@@ -1150,7 +1211,8 @@ end
 -- @return `true`, or `nil, "timeout must be 'nil' or a number"`
 function copas.settimeout(skt, t)
   skt = real_socket(skt)
-  if t ~= nil and type(t) ~= "number" then return nil, "timeout must be 'nil' or a number" end
+  check_socket(skt, "settimeout")
+  if t ~= nil and (type(t) ~= "number" or t ~= t) then return nil, "timeout must be 'nil' or a number" end
   if t and t < 0 then t = nil end
   sock_timeouts[skt] = { connect = t, send = t, receive = t }
   return true
@@ -1165,10 +1227,11 @@ end
 -- number"` (the values before the bad one are applied)
 function copas.settimeouts(skt, connect, send, receive)
   skt = real_socket(skt)
+  check_socket(skt, "settimeouts")
   local t = timeouts_of(skt)
   local function set(kind, label, v)
     if v == nil then return true end
-    if type(v) ~= "number" then return nil, label .. " timeout must be 'nil' or a number" end
+    if type(v) ~= "number" or v ~= v then return nil, label .. " timeout must be 'nil' or a number" end
     if v < 0 then v = nil end
     t[kind] = v
     return true
@@ -1232,7 +1295,7 @@ udp_mt.__tostring = tcp_mt.__tostring
 function copas.wrap(skt, sslt)
   local mt = getmetatable(skt)
   if mt == tcp_mt or mt == udp_mt then return skt end
-  check_socket(skt, "wrap")
+  check_socket(skt, "wrap", "settimeout")
   make_nonblocking(skt)
   if is_udp(skt) then
     return setmetatable({ socket = skt }, udp_mt)
@@ -1266,6 +1329,7 @@ end
 -- `nil, err`
 function tcp:connect(host, port)
   check_socket(self.socket, "connect")
+  check_endpoint(host, port, 1, "connect")
   if test_mode then op_begin(self.socket, "connect") end
   local renew = socket and not is_tls(self.socket)
                 and function(old) return renew_socket(self, old) end
@@ -1332,6 +1396,9 @@ function tcp:sni(names, strict)
   local sni = self.ssl_params.sni or {}
   names = names or sni.names
   if strict == nil then strict = sni.strict end
+  if not self.ssl_params.wrap and not is_tls(self.socket) then
+    error("cannot wrap socket into a secure socket (using 'ssl.wrap()') without parameters/context", 2)
+  end
   local nskt, err = tls_wrap(self.socket, self.ssl_params.wrap)
   if not nskt then error("TLS/SSL handshake failed: " .. tostring(err), 0) end
   self.socket = nskt
@@ -1355,11 +1422,29 @@ end
 tcp.getalpn = tls_only("getalpn")
 tcp.getsniname = tls_only("getsniname")
 
+-- A pass-through method calls the socket's method as a plain function, so
+-- LuaSocket's argument errors would read "bad argument #2 to '?'": they are
+-- raised again naming the wrapper method and counting from its first
+-- argument after self.
+local function relay(name, ok, ...)
+  if ok then return ... end
+  local err = ...
+  if type(err) == "string" then
+    local n, rest = err:match("bad argument #(%d+) to '[^']*' (.*)$")
+    if n == "1" then
+      err = ("calling '%s' on bad self %s"):format(name, rest)
+    elseif n then
+      err = ("bad argument #%d to '%s' %s"):format(n - 1, name, rest)
+    end
+  end
+  error(err, 3)
+end
+
 local function maybe_missing(name)
   return function(self, ...)
     local f = self.socket[name]
     if f == nil then return nil, "not implemented by LuaSec" end
-    return f(self.socket, ...)
+    return relay(name, pcall(f, self.socket, ...))
   end
 end
 
@@ -1383,7 +1468,7 @@ for _, name in ipairs { "getsockname", "getpeername", "getoption", "setoption" }
 end
 
 local function pass(name)
-  return function(self, ...) return self.socket[name](self.socket, ...) end
+  return function(self, ...) return relay(name, pcall(self.socket[name], self.socket, ...)) end
 end
 
 --- LuaSocket's `bind`, passed through.
@@ -1505,6 +1590,7 @@ end
 -- @return function
 function copas.handler(handler, sslparams)
   check_type(handler, "function", 1, "handler")
+  normalize_sslparams(sslparams)  -- raises now for a bad type, not in each client
   return function(skt, ...)
     skt = copas.wrap(skt, sslparams)
     local params = skt.ssl_params
@@ -1533,7 +1619,7 @@ end
 -- end))
 function copas.addserver(server, handler, timeout, name)
   server = real_socket(server)
-  check_socket(server, "addserver")
+  check_socket(server, "addserver", "settimeout")
   check_type(handler, "function", 2, "addserver")
   if timeout ~= nil then check_seconds(timeout, 3, "addserver") end
   if name ~= nil then check_type(name, "string", 4, "addserver") end
@@ -1563,6 +1649,7 @@ end
 -- @return `true` when kept open, else the result of `server:close()`
 function copas.removeserver(server, keep_open)
   server = real_socket(server)
+  check_socket(server, "removeserver", "close")
   servers[server] = nil
   loop:removeserver(server)
   if keep_open then return true end
@@ -1597,6 +1684,7 @@ end
 -- @param skt socket or wrapper
 -- @return the proxy, or the wrapper
 function copas.debug.socket(skt)
+  check_socket(skt, "debug.socket")
   local mt = getmetatable(skt)
   if mt == tcp_mt or mt == udp_mt then
     skt.socket = copas.debug.socket(skt.socket)

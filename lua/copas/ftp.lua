@@ -54,6 +54,9 @@ local session_mt = { __index = session }
 -- @param create socket factory (default: a Copas-wrapped TCP socket)
 -- @return session (raises a socket.try error on failure)
 function M.open(server, port, create)
+  if type(server) ~= "string" then
+    error("bad argument #1 to 'open' (string expected, got " .. type(server) .. ")", 2)
+  end
   create = create or default_create
   local control = socket.try(tp.connect(server, port or sftp.PORT or 21, timeout(), create))
   local f = setmetatable({ tp = control, create = create }, session_mt)
@@ -252,6 +255,9 @@ end
 -- @param body string to upload, or nil
 -- @return request table (raises a socket.try error for a bad URL)
 function M.parseRequest(u, body)
+  if type(u) ~= "string" then
+    error("bad argument #1 to 'parseRequest' (string expected, got " .. type(u) .. ")", 2)
+  end
   local t = parse_url(u)
   if body then
     t.source = ltn12.source.string(body)
@@ -260,6 +266,14 @@ function M.parseRequest(u, body)
     t.sink = ltn12.sink.table(t.target)
   end
   return t
+end
+
+-- raises unless the request is a URL or a table
+local function check_request(t, fname)
+  local ty = type(t)
+  if ty ~= "string" and ty ~= "table" then
+    error(("bad argument #1 to '%s' (string or table expected, got %s)"):format(fname, ty), 3)
+  end
 end
 
 local function login(t)
@@ -310,6 +324,7 @@ end
 --- Downloads. get(url) → content | nil, err; get(t) → 1 | nil, err.
 -- @param gett URL or request table (`host`, `path`, `user`, `password`, `type`, `sink`, `create`, ...)
 function M.get(gett)
+  check_request(gett, "get")
   return socket.protect(function()
     if type(gett) == "string" then
       local t = M.parseRequest(gett)
@@ -324,6 +339,10 @@ end
 -- @param putt URL or request table (`source` instead of `body`)
 -- @param body string, with a URL
 function M.put(putt, body)
+  check_request(putt, "put")
+  if type(putt) == "string" and body ~= nil and type(body) ~= "string" then
+    error("bad argument #2 to 'put' (string expected, got " .. type(body) .. ")", 2)
+  end
   return socket.protect(function()
     if type(putt) == "string" then
       return tput(M.parseRequest(putt, body or ""))
@@ -336,6 +355,9 @@ end
 -- @param cmdt request table
 -- @return 1 | nil, err
 function M.command(cmdt)
+  if type(cmdt) ~= "table" then
+    error("bad argument #1 to 'command' (table expected, got " .. type(cmdt) .. ")", 2)
+  end
   return socket.protect(function() return tcommand(cmdt) end)()
 end
 

@@ -10,6 +10,7 @@
 -------------------------------------------------------------------------------
 
 local copas = require "copas"
+local checkself = require("copas.waitqueue").checkself
 
 local coroutine_running = coroutine.running
 local coroutine_status = coroutine.status
@@ -69,6 +70,7 @@ end
 --- Waits until the task finished or was cancelled.
 -- @return true, results... | false, err (false, "cancelled" when cancelled)
 function future:get()
+  checkself(self, future, "future", "get")
   check_gone(self)
   if self.outcome == nil then
     local co = loop:current()
@@ -94,6 +96,7 @@ future.__call = future.get
 --- Looks at the outcome without waiting.
 -- @return PENDING | SUCCESS, results... | ERROR, err
 function future:try()
+  checkself(self, future, "future", "try")
   check_gone(self)
   local outcome = self.outcome
   if outcome == nil then
@@ -110,6 +113,7 @@ end
 -- outcome becomes false, "cancelled" and waiters are released.
 -- @return true if it was pending | false if already finished or cancelled
 function future:cancel()
+  checkself(self, future, "future", "cancel")
   check_gone(self)
   if self.outcome ~= nil then
     return false
@@ -132,6 +136,9 @@ end
 function M.addnamedthread(name, fn, ...)
   if type(fn) ~= "function" then
     error("bad argument #2 to 'addnamedthread' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if name ~= nil and type(name) ~= "string" then
+    error("bad argument #1 to 'addnamedthread' (string expected, got " .. type(name) .. ")", 2)
   end
   local self = setmetatable({ waiters = setmetatable({ n = 0 }, WEAK) }, future)
 

@@ -341,6 +341,9 @@ end
 -- `options`, `verify`; `redirect`)
 -- @return function
 function M.getcreatefunc(params)
+  if params ~= nil and type(params) ~= "table" then
+    error("bad argument #1 to 'getcreatefunc' (table expected, got " .. type(params) .. ")", 2)
+  end
   params = params or {}
   local washttps = false
   return function(reqt)
@@ -386,11 +389,19 @@ end
 local VALID_TIMEOUTS = { connect = true, send = true, receive = true }
 
 local function check_timeout(to)
+  if to and type(to) ~= "number" and type(to) ~= "table" then
+    error("bad argument #1 to 'request' (field 'timeout': number or table expected, got "
+      .. type(to) .. ")", 0)
+  end
   if type(to) == "table" then
     for k in pairs(to) do
       if not VALID_TIMEOUTS[k] then
         error("'" .. tostring(k) .. "' is not a valid timeout option. " ..
           "Valid: 'connect', 'send', 'receive'", 0)
+      end
+      if to[k] and type(to[k]) ~= "number" then
+        error("bad argument #1 to 'request' (field 'timeout." .. k .. "': number expected, got "
+          .. type(to[k]) .. ")", 0)
       end
     end
   end
@@ -405,6 +416,27 @@ local function set_timeouts(c, to)
   end
 end
 
+-- fields of a generic request that must have a given type when present
+local FIELD_TYPES = {
+  headers = "table", sink = "function", source = "function", step = "function",
+  create = "function", method = "string",
+}
+
+local function check_fields(reqt, fname)
+  for field, want in pairs(FIELD_TYPES) do
+    local v = reqt[field]
+    if v ~= nil and type(v) ~= want then
+      error(("bad argument #1 to '%s' (field '%s': %s expected, got %s)")
+        :format(fname, field, want, type(v)), 3)
+    end
+  end
+  local m = reqt.maxredirects
+  if m ~= nil and m ~= false and type(m) ~= "number" then
+    error(("bad argument #1 to '%s' (field 'maxredirects': number or false expected, got %s)")
+      :format(fname, type(m)), 3)
+  end
+end
+
 local conn_mt = { __index = {} }
 local conn = conn_mt.__index
 
@@ -413,6 +445,13 @@ local conn = conn_mt.__index
 -- @param reqt request table
 -- @return connection object, or `nil, err`
 function M.open(reqt)
+  if type(reqt) ~= "table" then
+    error("bad argument #1 to 'open' (table expected, got " .. type(reqt) .. ")", 2)
+  end
+  check_fields(reqt, "open")
+  if type(reqt.host) ~= "string" then
+    error("bad argument #1 to 'open' (field 'host': string expected, got " .. type(reqt.host) .. ")", 2)
+  end
   local create = reqt.create or M.getcreatefunc(reqt)
   local ok, c, cerr = pcall_y(create, reqt)
   if not ok then
@@ -814,6 +853,9 @@ end
 -- end)
 function M.request(reqt, body)
   if type(reqt) == "string" then
+    if body ~= nil and type(body) ~= "string" then
+      error("bad argument #2 to 'request' (string expected, got " .. type(body) .. ")", 2)
+    end
     local t = M.parseRequest(reqt, body)
     local ok, code, headers, status = trequest(t)
     if not ok then return nil, code end
@@ -822,6 +864,7 @@ function M.request(reqt, body)
   if type(reqt) ~= "table" then
     error("bad argument #1 to 'request' (string or table expected, got " .. type(reqt) .. ")", 2)
   end
+  check_fields(reqt, "request")
   return trequest(reqt)
 end
 

@@ -8,6 +8,7 @@
 -------------------------------------------------------------------------------
 
 local copas = require "copas"
+local checkself = require("copas.waitqueue").checkself
 local core = require "copas.core"
 
 local loop = copas._loop
@@ -50,6 +51,7 @@ end
 -- @param ... arguments for `fn`
 -- @return the task's coroutine
 function set:addthread(fn, ...)
+  checkself(self, set_mt, "task set", "addthread")
   if type(fn) ~= "function" then
     error("bad argument #1 to 'addthread' (function expected, got " .. type(fn) .. ")", 2)
   end
@@ -60,11 +62,13 @@ end
 -- no longer counted (it keeps running). Unknown threads are ignored.
 -- @param co coroutine
 function set:removethread(co)
+  checkself(self, set_mt, "task set", "removethread")
   loop:untask(self._handle, co)
 end
 
 --- Yields until the set has no running and no queued task.
 function set:wait()
+  checkself(self, set_mt, "task set", "wait")
   local running, queued = self._handle:counts()
   if running == 0 and queued == 0 then return end
   yield(self._handle, JOIN)

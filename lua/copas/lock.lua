@@ -34,6 +34,7 @@ local function caller()
 end
 
 local waitqueue = require "copas.waitqueue"
+local checkself = waitqueue.checkself
 local alive, fifo_new, fifo_push, fifo_abandon, fifo_shift =
   waitqueue.alive, waitqueue.new, waitqueue.push, waitqueue.abandon, waitqueue.shift
 
@@ -124,6 +125,7 @@ end
 -- @return seconds waited | nil, "timeout" | "destroyed" | "lock is not
 -- re-entrant", seconds waited
 function lock:get(timeout)
+  checkself(self, lock, "lock", "get")
   if timeout == nil then
     timeout = self.timeout
   elseif not valid_timeout(timeout) then
@@ -174,6 +176,7 @@ end
 --- Releases the lock; a re-entrant owner needs one release per get.
 -- @return true | nil, "cannot release a lock not owned" | nil, "destroyed"
 function lock:release()
+  checkself(self, lock, "lock", "release")
   if self.owner == nil or self.owner ~= caller() then
     return nil, "cannot release a lock not owned"
   end
@@ -191,6 +194,7 @@ do
   -- nil, "destroyed".
   -- @return true
   function lock:destroy()
+    checkself(self, lock, "lock", "destroy")
     self.destroyed = true
     setmetatable(self, waitqueue.destroyed_mt)
     while true do

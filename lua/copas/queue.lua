@@ -33,6 +33,7 @@ Queue.__index = Queue
 
 
 local waitqueue = require "copas.waitqueue"
+local checkself = waitqueue.checkself
 local alive, fifo_new, fifo_push, fifo_abandon, fifo_shift =
   waitqueue.alive, waitqueue.new, waitqueue.push, waitqueue.abandon, waitqueue.shift
 
@@ -129,6 +130,12 @@ end
 -- @return the queue
 function Queue.new(opts)
   if opts == Queue or opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error("expected options (1st argument) to be a table, got: " .. tostring(opts), 2)
+  end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error("expected name to be a string, got: " .. tostring(opts.name), 2)
+  end
   return setmetatable({
     name = opts.name or new_name(),
     items = {},
@@ -151,6 +158,7 @@ end
 -- @param item any value
 -- @return true | nil, "stopping" | nil, "destroyed"
 function Queue:push(item)
+  checkself(self, Queue, "queue", "push")
   if self.stopping then
     return nil, "stopping"
   end
@@ -176,6 +184,7 @@ end
 -- @param timeout seconds
 -- @return item | nil, "timeout" | nil, "destroyed"
 function Queue:pop(timeout)
+  checkself(self, Queue, "queue", "pop")
   check_timeout(timeout, "1st")
   if self.first <= self.last then
     local item = self.items[self.first]
@@ -210,6 +219,7 @@ end
 
 --- @return the number of items in the queue | nil, "destroyed"
 function Queue:get_size()
+  checkself(self, Queue, "queue", "get_size")
   return self.last - self.first + 1
 end
 
@@ -217,6 +227,7 @@ end
 --- @return an array of the live worker coroutines (oldest first) | nil,
 -- "destroyed"
 function Queue:get_workers()
+  checkself(self, Queue, "queue", "get_workers")
   local list = {}
   for co in pairs(self.workers) do
     if alive(co) then list[#list + 1] = co end
@@ -231,6 +242,7 @@ end
 -- popped, at once if it is empty.
 -- @return true | nil, "destroyed"
 function Queue:stop()
+  checkself(self, Queue, "queue", "stop")
   if not self.stopping then
     self.stopping = true
     if self.first > self.last then
@@ -248,6 +260,7 @@ end
 -- @param no_destroy_on_timeout boolean
 -- @return true | nil, "timeout" | nil, "destroyed"
 function Queue:finish(timeout, no_destroy_on_timeout)
+  checkself(self, Queue, "queue", "finish")
   check_timeout(timeout, "1st")
   if timeout == nil then timeout = DEFAULT_TIMEOUT end
   self:stop()
@@ -278,6 +291,7 @@ do
   -- "destroyed".
   -- @return true
   function Queue:destroy()
+    checkself(self, Queue, "queue", "destroy")
     self.destroyed = true
     self.stopping = true
     setmetatable(self, waitqueue.destroyed_mt)
@@ -300,6 +314,7 @@ end
 -- @param fn function(item)
 -- @return the worker coroutine | nil, "destroyed"
 function Queue:add_worker(fn)
+  checkself(self, Queue, "queue", "add_worker")
   if type(fn) ~= "function" then
     error("expected worker to be a function", 2)
   end

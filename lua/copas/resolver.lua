@@ -69,6 +69,9 @@ function M.resolve(host, family, timeout)
   if #host > 255 then
     error("bad argument #1 to 'resolve' (host name longer than 255 bytes)", 2)
   end
+  if host:find("\0", 1, true) then
+    error("bad argument #1 to 'resolve' (host name contains a zero byte)", 2)
+  end
   if family ~= nil and not families[family] then
     error(("bad argument #2 to 'resolve' (\"inet\", \"inet6\" or \"unspec\" expected, got %s)")
       :format(tostring(family)), 2)

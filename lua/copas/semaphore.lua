@@ -28,6 +28,7 @@ semaphore.__index = semaphore
 
 
 local waitqueue = require "copas.waitqueue"
+local checkself = waitqueue.checkself
 local alive, fifo_new, fifo_push, fifo_abandon, fifo_head, fifo_drop_head =
   waitqueue.alive, waitqueue.new, waitqueue.push, waitqueue.abandon, waitqueue.head, waitqueue.drop_head
 
@@ -129,6 +130,7 @@ end
 -- @param timeout seconds
 -- @return true | nil, "too many" | nil, "timeout" | nil, "destroyed"
 function semaphore:take(n, timeout)
+  checkself(self, semaphore, "semaphore", "take")
   if n == nil then n = 1 end
   if not non_negative(n) then
     error("expected requested resources (1st argument) to be a number greater than or equal to 0, got: "
@@ -180,6 +182,7 @@ end
 -- @param n number (default 1)
 -- @return true | nil, "too many" (capped, waiters still released)
 function semaphore:give(n)
+  checkself(self, semaphore, "semaphore", "give")
   if n == nil then n = 1 end
   if not non_negative(n) or n == huge then
     error("expected given resources (1st argument) to be a finite number greater than or equal to 0, got: "
@@ -199,6 +202,7 @@ end
 
 --- @return the number of resources available
 function semaphore:get_count()
+  checkself(self, semaphore, "semaphore", "get_count")
   return self.count
 end
 
@@ -206,6 +210,7 @@ end
 --- @return the sum of the requests waiting minus the resources available
 -- (negative when nobody waits and resources are available)
 function semaphore:get_wait()
+  checkself(self, semaphore, "semaphore", "get_wait")
   dispatch(self)
   local q, wanted = self.queue, 0
   for i = q.first, q.last do
@@ -223,6 +228,7 @@ do
   -- cancels its timeout); afterwards every method returns nil, "destroyed".
   -- @return true
   function semaphore:destroy()
+    checkself(self, semaphore, "semaphore", "destroy")
     self.destroyed = true
     setmetatable(self, waitqueue.destroyed_mt)
     local q = self.queue

@@ -39,6 +39,9 @@ end
 -- end)
 -- @return 1 | nil, err (the server's reply line or a socket error)
 function M.send(mailt)
+  if type(mailt) ~= "table" then
+    error("bad argument #1 to 'send' (table expected, got " .. type(mailt) .. ")", 2)
+  end
   -- socket.protect is looked up now, so it is the one of the loaded copas
   return socket.protect(function()
     local s = ssmtp.open(mailt.server, mailt.port, mailt.create or default_create)

@@ -11,6 +11,7 @@
 -------------------------------------------------------------------------------
 
 local copas = require "copas"
+local checkself = require("copas.waitqueue").checkself
 
 local coroutine_running = coroutine.running
 local coroutine_status = coroutine.status
@@ -117,6 +118,12 @@ function timer.new(opts)
     error("expected callback to be a function", 2)
   end
   if opts.initial_delay ~= nil then check_delay(opts.initial_delay) end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error("expected name to be a string", 2)
+  end
+  if opts.errorhandler ~= nil and type(opts.errorhandler) ~= "function" then
+    error("expected errorhandler to be a function", 2)
+  end
   local self = setmetatable({
     name = opts.name or new_name(),
     delay = opts.delay,
@@ -143,6 +150,7 @@ end
 -- @param initial_delay seconds (default: the timer's `delay`)
 -- @return the timer | nil, "already armed"
 function timer:arm(initial_delay)
+  checkself(self, timer, "timer", "arm")
   if initial_delay ~= nil then check_delay(initial_delay) end
   local co = self.co
   if co ~= nil and alive(co) and not self.cancelled then
@@ -157,6 +165,7 @@ end
 -- progress finishes, and the timer does not run again.
 -- @return the timer | nil, "not armed" | nil, "already cancelled"
 function timer:cancel()
+  checkself(self, timer, "timer", "cancel")
   local co = self.co
   if co == nil or not alive(co) then
     self.co = nil

@@ -10,7 +10,7 @@
 
 local copas = require "copas"
 
-local type, coroutine_status = type, coroutine.status
+local type, getmetatable, coroutine_status = type, getmetatable, coroutine.status
 local loop = copas._loop
 
 local M = {}
@@ -97,6 +97,16 @@ local function destroyed()
   return nil, "destroyed"
 end
 M.destroyed_mt = { __index = function() return destroyed end }
+
+-- raises "calling '<fname>' on bad self (<cname> expected, got <type>)"
+-- unless `self` is an object of `class` (live or destroyed): the usual slip
+-- is `obj.method()` for `obj:method()`
+function M.checkself(self, class, cname, fname)
+  local mt = getmetatable(self)
+  if mt ~= class and mt ~= M.destroyed_mt then
+    error(("calling '%s' on bad self (%s expected, got %s)"):format(fname, cname, type(self)), 3)
+  end
+end
 
 M.alive = alive
 M.new = fifo_new

@@ -18,6 +18,7 @@
 
 local core = require "copas.core"
 local copas = require "copas"
+local checkself = require("copas.waitqueue").checkself
 
 local coroutine_running, yield = coroutine.running, coroutine.yield
 local type, select, pcall, error, tostring = type, select, pcall, error, tostring
@@ -54,7 +55,7 @@ end
 local function submit(fname, shift, method, cpool, ...)
   local ok, id = pcall(method, cpool, ...)
   if not ok then
-    id = tostring(id):gsub("^bad argument #(%d+) to '%a+'", function(n)
+    id = tostring(id):gsub("^bad argument #(%d+) to '[^']*'", function(n)
       return ("bad argument #%d to '%s'"):format(n + shift, fname)
     end)
     error(id, 3)
@@ -183,6 +184,7 @@ end
 -- @return the function's results | nil, message (error with traceback, or
 -- "cannot copy result #n (a function)")
 function Pool:run(fn, ...)
+  checkself(self, Pool, "worker pool", "run")
   local co = check_copas_thread("run")
   local id = submit("run", 0, self._cpool.run, self._cpool, fn, ...)
   return self:_await(co, id)
@@ -195,6 +197,7 @@ end
 -- @param fn function
 -- @param ... arguments
 function Pool:call(seconds, fn, ...)
+  checkself(self, Pool, "worker pool", "call")
   check_timeout(seconds, "call")
   local co = check_copas_thread("call")
   local id = submit("call", 1, self._cpool.run, self._cpool, fn, ...)
@@ -208,19 +211,22 @@ end
 -- @return array of {family = "inet"|"inet6", addr = "..."} | nil, err |
 -- nil, "timeout"
 function Pool:resolve(host, family, seconds)
+  checkself(self, Pool, "worker pool", "resolve")
   local co = check_copas_thread("resolve")
-  local id = submit("resolve", 0, self._cpool.resolve, self._cpool, host, family)
+  local id = submit("resolve", -1, self._cpool.resolve, self._cpool, host, family)
   local res, err = self:_await(co, id, seconds)
   return res, err
 end
 
 --- @return the number of threads
 function Pool:size()
+  checkself(self, Pool, "worker pool", "size")
   return self._cpool:size()
 end
 
 --- @return the number of jobs Copas threads are waiting for
 function Pool:pending()
+  checkself(self, Pool, "worker pool", "pending")
   return self._nwaiting
 end
 
@@ -228,6 +234,7 @@ end
 -- blocks until they do) and the threads are joined. Callers still waiting
 -- get nil, "shut down". Later calls raise "copas worker pool is shut down".
 function Pool:shutdown()
+  checkself(self, Pool, "worker pool", "shutdown")
   self._cpool:shutdown()
   self:_fail_all("shut down")
   if self._dispatcher ~= nil then
@@ -250,6 +257,19 @@ local function check_opts(opts)
   if init ~= nil and type(init) ~= "string" and type(init) ~= "function" then
     error(("bad argument #1 to 'new' (init must be a string or a function, got %s)")
       :format(type(init)), 3)
+  end
+  if type(init) == "string" then
+    -- the workers run the same Lua: a chunk that does not compile here
+    -- would fail every job there
+    local ok, err = (rawget(_G, "loadstring") or load)(init, "=init")
+    if not ok then
+      error(("bad argument #1 to 'new' (init does not compile: %s)"):format(err), 3)
+    end
+  end
+  for _, key in ipairs { "path", "cpath" } do
+    if opts[key] ~= nil and type(opts[key]) ~= "string" then
+      error(("bad argument #1 to 'new' (%s must be a string, got %s)"):format(key, type(opts[key])), 3)
+    end
   end
   return opts
 end
