@@ -26,18 +26,26 @@ for i = 1, #arg, 2 do
   opts[key] = v
 end
 
--- the server: one handler thread owns the UDP socket and echoes each datagram
+-- the server: one handler thread owns the UDP socket and echoes each
+-- datagram; stop() removes the server, which closes the socket and wakes
+-- the handler (it checks `stopped`: LuaSocket's receivefrom on a closed UDP
+-- socket does not reliably report "closed")
 local function start_server(port)
   local udp = assert(socket.udp())
   assert(udp:setsockname("127.0.0.1", port))
+  local stopped = false
   copas.addserver(udp, function(skt)
     while true do
       local data, ip, from = copas.receivefrom(skt)
-      if not data then return end          -- "closed": the server was removed
+      if stopped or not data then return end
       skt:sendto(data, ip, from)
     end
   end, nil, "udp_echo")
-  return udp, select(2, udp:getsockname())
+  local function stop()
+    stopped = true
+    copas.removeserver(udp)
+  end
+  return stop, select(2, udp:getsockname())
 end
 
 -- the client: `count` datagrams, each answered or given up after 1 s
@@ -62,15 +70,15 @@ io.stdout:setvbuf("line")
 if mode == "client" then
   copas.addthread(run_client, opts.port, opts.count)
 else
-  local udp, port = start_server(opts.port)
+  local stop, port = start_server(opts.port)
   print(("listening on 127.0.0.1:%d"):format(port))
   if mode == "both" then
-    copas.addthread(run_client, port, opts.count, function() copas.removeserver(udp) end)
+    copas.addthread(run_client, port, opts.count, stop)
   elseif opts.duration then
     copas.addthread(function()
       copas.pause(opts.duration)
       print(("stopping after %s s"):format(opts.duration))
-      copas.removeserver(udp)
+      stop()
     end)
   end
 end

@@ -1,21 +1,30 @@
 -- A CPU-heavy job (counting primes with a sieve) on a copas.worker thread,
 -- while the Copas loop keeps running: a ticker thread prints a tick every
--- 0.05 s during the whole job. Run the same job in the loop's own thread
--- (--inline) to see the ticks stop until it is done.
+-- 0.05 s (or --tick S) during the whole job. With --inline the same job runs
+-- in a Copas thread instead, and the ticks stop until it is done.
 --
---   lua examples/worker_job.lua [--inline] [n]        (default n: 1000000)
+--   lua examples/worker_job.lua [--inline] [--tick S] [n]    (default n: 1000000)
 --
 -- Ends with "<count> primes below <n> in <t> s; <k> ticks meanwhile".
 
 local copas = require "copas"
 local worker = require "copas.worker"
 
-local inline = arg[1] == "--inline"
-if inline then table.remove(arg, 1) end
-local n = tonumber(arg[1] or 1000000)
-if not n or n < 2 then
-  io.stderr:write("usage: lua examples/worker_job.lua [--inline] [n]\n")
-  os.exit(2)
+local inline, tick, n = false, 0.05, 1000000
+do
+  local i = 1
+  while arg[i] do
+    if arg[i] == "--inline" then
+      inline, i = true, i + 1
+    elseif arg[i] == "--tick" and tonumber(arg[i + 1]) then
+      tick, i = tonumber(arg[i + 1]), i + 2
+    elseif tonumber(arg[i]) and tonumber(arg[i]) >= 2 then
+      n, i = tonumber(arg[i]), i + 1
+    else
+      io.stderr:write("usage: lua examples/worker_job.lua [--inline] [--tick S] [n]\n")
+      os.exit(2)
+    end
+  end
 end
 
 -- runs on a worker thread, in a Lua state of its own: no upvalues
@@ -35,7 +44,7 @@ local ticks, busy = 0, true
 
 copas.addthread(function()
   while busy do
-    copas.pause(0.05)
+    copas.pause(tick)
     if busy then
       ticks = ticks + 1
       print(("%6.3f s  tick %d"):format(copas.gettime() - start, ticks))
