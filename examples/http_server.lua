@@ -4,11 +4,13 @@
 -- of holding a connection for ever.
 --
 --   lua examples/http_server.lua [--port N] [--timeout S] [--duration S] [--log]
+--                                [--reuseport]
 --
 -- Options may also come from the environment: HTTP_PORT, HTTP_TIMEOUT,
 -- HTTP_DURATION. Defaults: port 0 (any free port, printed at start), a
 -- 10 s header deadline, no duration (runs until interrupted). --log prints
--- one line per request and per dropped connection. Try it:
+-- one line per request and per dropped connection. --reuseport lets several
+-- copies serve one port (docs/guide/reuseport.md). Try it:
 --
 --   curl -v http://127.0.0.1:<port>/ http://127.0.0.1:<port>/nothing
 --
@@ -83,7 +85,8 @@ end
 -- Serves HTTP on a new listening socket in the current Copas loop.
 -- opts: host (default "127.0.0.1"), port (default 0), timeout (header
 -- deadline in seconds, default 10), pages (path -> body), log (function
--- called with one line of text per event), backlog (default 1024).
+-- called with one line of text per event), backlog (default 1024),
+-- reuseport (true: share the port with other processes, SO_REUSEPORT).
 -- @return server object: port, stats { requests, dropped }, stop()
 local function start(opts)
   opts = opts or {}
@@ -96,6 +99,7 @@ local function start(opts)
   }
   local listener = assert(socket.tcp4())
   assert(listener:setoption("reuseaddr", true))
+  if opts.reuseport then assert(listener:setoption("reuseport", true)) end
   assert(listener:bind(opts.host or "127.0.0.1", opts.port or 0))
   assert(listener:listen(opts.backlog or 1024))
   srv.port = select(2, listener:getsockname())
@@ -159,15 +163,15 @@ local duration = tonumber(os.getenv("HTTP_DURATION") or "")
 local i = 1
 while arg[i] do
   local a, v = arg[i], tonumber(arg[i + 1])
-  if a == "--log" then
-    opts.log = print
+  if a == "--log" or a == "--reuseport" then
+    if a == "--log" then opts.log = print else opts.reuseport = true end
     i = i + 1
   elseif (a == "--port" or a == "--timeout" or a == "--duration") and v then
     if a == "--duration" then duration = v else opts[a:sub(3)] = v end
     i = i + 2
   else
     io.stderr:write("usage: lua examples/http_server.lua [--port N] [--timeout S]"
-      .. " [--duration S] [--log]\n")
+      .. " [--duration S] [--log] [--reuseport]\n")
     os.exit(2)
   end
 end
