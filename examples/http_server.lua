@@ -107,7 +107,8 @@ local function start(opts)
   local function serve(skt)
     srv.conns[skt] = true
     skt:settimeouts(nil, 10, nil)          -- a stuck reader does not block sends for ever
-    local peer = table.concat({ skt:getpeername() }, ":", 1, 2)
+    local ip, port = skt:getpeername()     -- nil, err if the client left already
+    local peer = tostring(ip) .. ":" .. tostring(port)
     while true do
       local req, err = read_request(skt, timeout)
       if not req then
