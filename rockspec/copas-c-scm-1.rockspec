@@ -71,4 +71,9 @@ build = {
     ["copas.waitqueue"] = "lua/copas/waitqueue.lua",
     ["copas.worker"] = "lua/copas/worker.lua",
   },
+  install = {
+    bin = {
+      copas = "bin/copas",
+    },
+  },
 }

@@ -1,5 +1,5 @@
--- Checks that the rockspec lists every C source in csrc/ and every Lua
--- module in lua/, and nothing that does not exist.
+-- Checks that the rockspec lists every C source in csrc/, every Lua module
+-- in lua/ and every command in bin/, and nothing that does not exist.
 -- Usage (from the repository root): lua scripts/check-rockspec.lua [rockspec]
 local path = arg[1] or "rockspec/copas-c-scm-1.rockspec"
 
@@ -63,5 +63,15 @@ for _, file in ipairs(lines("cd lua && find . -name '*.lua' | sort")) do
 end
 problems = problems + compare("Lua module", lua_listed, lua_present)
 
+local bin_listed = {}
+for name, file in pairs(spec.build.install and spec.build.install.bin or {}) do
+  bin_listed[name .. " = " .. file] = true
+end
+local bin_present = {}
+for _, file in ipairs(lines("ls bin 2>/dev/null")) do
+  bin_present[file .. " = bin/" .. file] = true
+end
+problems = problems + compare("command", bin_listed, bin_present)
+
 if problems > 0 then os.exit(1) end
-print(path .. ": lists every C source and Lua module")
+print(path .. ": lists every C source, Lua module and command")
