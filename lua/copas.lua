@@ -963,6 +963,15 @@ end
 -- @function receivePartial
 copas.receivePartial = copas.receivepartial
 
+-- one receive attempt on a UDP socket. LuaSocket answers a receive on a
+-- closed UDP socket with an empty datagram (and, from receivefrom, a stale
+-- address), so a closed socket is checked for first.
+local function datagram(client, size, connected)
+  if client.getfd and client:getfd() < 0 then return nil, "closed" end
+  if connected then return client:receive(size) end
+  return client:receivefrom(size)
+end
+
 --- Receives a datagram from a UDP socket, yielding until one arrives.
 -- @param client UDP socket
 -- @param size maximum size (default: LuaSocket's maximum datagram size)
@@ -979,18 +988,13 @@ function copas.receivefrom(client, size, connected)
   local deadline = deadline_of(client, "receive")
   if test_mode then op_begin(client, "read") end
   repeat
-    local s, err, port
-    if connected then
-      s, err = client:receive(size)
-    else
-      s, err, port = client:receivefrom(size)
-    end
+    local s, err, port = datagram(client, size, connected)
     if s or err ~= "timeout" then
       maybe_yield()
       return finish(s, err, port)
     end
     if not wait(client, READ, deadline) then
-      if connected then s, err = client:receive(size) else s, err, port = client:receivefrom(size) end
+      s, err, port = datagram(client, size, connected)
       if s or err ~= "timeout" then return finish(s, err, port) end
       return finish(nil, timeout_error(err))
     end

@@ -188,6 +188,26 @@ describe("UDP datagrams", function()
     assert.equal("after", r2[1])
   end)
 
+  it("a thread waiting in receivefrom() gets nil, 'closed' when the socket is closed", function()
+    local a = bound()
+    local b, bport = bound()
+    local r1, r2, r3
+    run(function()
+      copas.addthread(function()
+        r1 = pack(copas.receivefrom(b))
+        -- the closer first runs in a later round, while this thread waits
+        copas.addthread(function() copas.close(b) end)
+        r2 = pack(copas.receivefrom(b))
+        r3 = pack(copas.receive(b, 10))     -- already closed
+      end)
+      assert(a:sendto("x", "127.0.0.1", bport))
+    end)
+    a:close()
+    assert.equal("x", r1[1])
+    assert.same({ nil, "closed" }, r2)
+    assert.same({ nil, "closed" }, r3)
+  end)
+
   it("copas.receivefrom() and copas.receive() refuse a negative size", function()
     local b = bound()
     local r1, r2
