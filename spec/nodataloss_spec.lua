@@ -154,8 +154,11 @@ local function plan_of(idx, opts)
   local g = rng(BASE_SEED * 7 + idx * 1000003)
   local p = { idx = idx, small = g(2) == 1 }
   local mode = g(3)                       -- 1 up, 2 down, 3 both
-  p.up = mode ~= 2 and logsize(g, opts.max_size) or 0
-  p.down = mode ~= 1 and logsize(g, opts.max_size) or 0
+  -- every `large_every`-th connection may reach max_size, the others
+  -- stay under common_size (keeps the heavy run's volume in bounds)
+  local max = (opts.large_every and idx % opts.large_every ~= 0) and opts.common_size or opts.max_size
+  p.up = mode ~= 2 and logsize(g, max) or 0
+  p.down = mode ~= 1 and logsize(g, max) or 0
   p.up_seed, p.down_seed = g(2147483646), g(2147483646)
   p.client_seed, p.server_seed = g(2147483646), g(2147483646)
   if opts.big and idx == 1 then           -- the one large transfer
@@ -377,6 +380,8 @@ local function options(tls, c)
   local o = {
     n = tonumber(os.getenv("COPAS_NODATALOSS_N") or "") or (HEAVY and 1000 or (tls and 100 or 200)),
     max_size = HEAVY and 64 * MB or MB,
+    large_every = HEAVY and 50 or nil,       -- the others up to common_size
+    common_size = 4 * MB,
     big = HEAVY and nil or (tls and 16 * MB or 64 * MB),
     tls = tls,
   }
