@@ -1,6 +1,6 @@
--- Faults: peers that reset or never read, writes to closed peers (SIGPIPE),
--- failing handlers and threads, os.exit from inside the loop, and
--- copas.removeall() in the middle of transfers. Each spec checks that the
+-- Faults: peers that reset (plain and TLS) or never read, writes to closed
+-- peers (SIGPIPE), failing handlers and threads, os.exit from inside the
+-- loop, and copas.removeall() in the middle of transfers. Each spec checks that the
 -- copas side gets the documented result and that the loop goes on (or ends)
 -- leaving nothing behind.
 --
@@ -264,6 +264,75 @@ describe("a peer that resets the connection (SO_LINGER 0)", function()
       assert.same({ 0, 0, 0, 0, 0, 0 }, idle_status())
     end)
   end
+end)
+
+
+describe("a TLS peer that resets the connection", function()
+  local certs = require "spec.certs"
+  local has_ssl = pcall(require, "ssl")
+  local c
+
+  setup(function()
+    if has_ssl and certs.available() then c = certs.generate() end
+  end)
+  teardown(function() certs.cleanup(c) end)
+  before_each(fresh_copas)
+
+  -- SO_LINGER 0 is set on the plain socket before the TLS wrapping (LuaSec
+  -- sockets have no setoption); the TLS close then resets the connection
+  local function resetting_client(port, first)
+    local skt = socket.tcp4()
+    assert(skt:setoption("linger", { on = true, timeout = 0 }))
+    local w = copas.wrap(skt, certs.client_params(c))
+    assert(w:connect("127.0.0.1", port))
+    assert(w:send(first))
+    return w
+  end
+
+  it("in the middle of a send: nil, 'closed' and the bytes sent, as over plain TCP", function()
+    if not (has_ssl and c) then pending("LuaSec or openssl not available") return end
+    local server, port = listen()
+    local BIG = ("x"):rep(32 * 1024 * 1024)
+    local sent
+    copas.addserver(server, copas.handler(function(w)
+      w:receive("*l")
+      sent = pack(w:send(BIG))
+    end, certs.server_params(c)))
+    helpers.run_strict(errors, function()
+      local w = resetting_client(port, "big\n")
+      assert(w:receive(256 * 1024))
+      w:close()
+      while not sent do copas.pause(0.01) end
+      copas.removeserver(server)
+    end, 20)
+    assert.equal(nil, sent[1])
+    assert.equal("closed", sent[2])
+    assert.is_true(sent[3] >= 256 * 1024 and sent[3] < #BIG, "bytes sent: " .. tostring(sent[3]))
+    assert.same({ 0, 0, 0, 0, 0, 0 }, idle_status())
+  end)
+
+  it("in the middle of a receive: nil, 'closed' and the bytes that arrived", function()
+    if not (has_ssl and c) then pending("LuaSec or openssl not available") return end
+    local server, port = listen()
+    local DATA = ("0123456789abcdef"):rep(100 * 1024 / 16)
+    local got
+    copas.addserver(server, copas.handler(function(w)
+      w:receive("*l")
+      w:send("ready\n")
+      got = pack(w:receive(1024 * 1024))
+    end, certs.server_params(c)))
+    helpers.run_strict(errors, function()
+      local w = resetting_client(port, "hello\n" .. DATA)
+      assert.equal("ready", w:receive("*l"))
+      w:close()
+      while not got do copas.pause(0.01) end
+      copas.removeserver(server)
+    end, 20)
+    assert.equal(nil, got[1])
+    assert.equal("closed", got[2])
+    assert.is_true(#got[3] > 0 and got[3] == DATA:sub(1, #got[3]), "the partial data is not what was sent")
+    assert.same({ 0, 0, 0, 0, 0, 0 }, idle_status())
+  end)
 end)
 
 
