@@ -1,8 +1,8 @@
 -- Faults: peers that reset (plain and TLS) or never read, writes to closed
 -- peers (SIGPIPE), failing handlers and threads, os.exit from inside the
--- loop, and copas.removeall() in the middle of transfers. Each spec checks that the
--- copas side gets the documented result and that the loop goes on (or ends)
--- leaving nothing behind.
+-- loop, and copas.removeall() in the middle of transfers. Each spec checks
+-- that the copas side gets the documented result and that the loop goes on
+-- (or ends) leaving nothing behind.
 --
 -- Already covered elsewhere and not repeated here: a reset on an idle
 -- connection (tcp_spec), close() waking blocked readers and writers
@@ -347,7 +347,7 @@ describe("a peer that never reads", function()
     copas.addserver(server, function(c)
       local what = copas.receive(c, "*l")
       if what == "hog" then
-        copas.settimeouts(c, nil, 0.5, nil)
+        copas.settimeouts(c, nil, 1, nil)
         hog_result = pack(copas.send(c, BIG))
         return                                   -- autoclose: the rest is delivered
       end
