@@ -133,6 +133,9 @@ local function line_length(st)
   return len
 end
 
+-- the read and send variants used, so a spec can tell they all ran
+local used = {}
+
 -- index of the first byte where a and b differ
 local function first_diff(a, b)
   local lo, hi = 0, min(#a, #b)
@@ -183,25 +186,25 @@ local function receive_stream(copas, w, st, g, read_all)
     local what, got, want, err, part
     if pick <= 40 then
       local n = logsize(g, min(left, MAXREAD))
-      what = ("receive(%d)"):format(n)
+      what, used.count = ("receive(%d)"):format(n), true
       got, err, part = w:receive(n)
       want = take(st, n)
     elseif pick <= 55 then
       local prefix = ("<%d>"):format(at)
       local n = logsize(g, min(left, MAXREAD))
-      what = ("receive(%d, %q)"):format(#prefix + n, prefix)
+      what, used.prefix = ("receive(%d, %q)"):format(#prefix + n, prefix), true
       got, err, part = w:receive(#prefix + n, prefix)   -- the count includes the prefix
       want = prefix .. take(st, n)
     elseif pick <= 70 and line_length(st) then
       local len = line_length(st)
       local prefix = g(2) == 1 and "L" or nil
-      what = "receive('*l'" .. (prefix and ", 'L')" or ")")
+      what, used.line = "receive('*l'" .. (prefix and ", 'L')" or ")"), true
       got, err, part = w:receive("*l", prefix)
       -- LuaSocket drops the "\n" and every "\r" of the line
       want = (prefix or "") .. (take(st, len):sub(1, -2):gsub("\r", ""))
     elseif pick <= 85 then
       local n = logsize(g, min(left, MAXREAD))
-      what = ("receivepartial(%d)"):format(n)
+      what, used.partial = ("receivepartial(%d)"):format(n), true
       local data
       data, err, part = w:receivepartial(n)
       got = data or part
@@ -218,7 +221,7 @@ local function receive_stream(copas, w, st, g, read_all)
       -- a wake-up of its own, LuaSocket sees no new bytes in that last call
       -- and copas returns nil, "closed" and everything as the partial data
       -- (as Copas does: API.md section 6); both mean the stream is complete.
-      what = "receive('*a')"
+      what, used.all = "receive('*a')", true
       got, err, part = w:receive("*a")
       if got == nil and err == "closed" then got = part end
       want = take(st, left) .. "ok\n"
@@ -246,6 +249,7 @@ local function send_stream(copas, w, st, g)
     local data = take(st, n)
     local last, err
     if g(3) == 1 then                      -- a slice of a larger string
+      used.slice = true
       last, err = w:send("#" .. data .. "##", 2, n + 1)
       if last ~= n + 1 then
         return false, ("send(s, 2, %d) at byte %d: %s, %s"):format(n + 1, at, tostring(last), tostring(err))
@@ -460,6 +464,7 @@ end
 -- number of bytes received and checked
 local function transfer(opts, c)
   local copas, errors = helpers.reload_strict()
+  for k in pairs(used) do used[k] = nil end
   local done, failures, checked = 0, {}, 0
   local function report(msg, n)
     done, checked = done + 1, checked + (n or 0)
@@ -503,6 +508,12 @@ local function check(opts, failures, checked)
     for i = 1, min(#failures, 20) do shown[i] = failures[i] end
     error(("%d failure(s); reproduce with COPAS_NODATALOSS_SEED=%d%s:\n%s"):format(
       #failures, BASE_SEED, HEAVY and " COPAS_HEAVY=1" or "", concat(shown, "\n")), 2)
+  end
+  -- every variant ran (the client side's '*a' only in this process)
+  local variants = { "count", "prefix", "line", "partial", "slice" }
+  if not opts.tls and not HEAVY then variants[#variants + 1] = "all" end
+  for _, v in ipairs(variants) do
+    if not used[v] then error(("read/send variant %q never used (seed %d)"):format(v, BASE_SEED), 2) end
   end
   local want = total_bytes(opts)
   if checked ~= want then
