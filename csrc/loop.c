@@ -249,8 +249,10 @@ void cps_loop_untask(struct cps_loop *loop, struct cps_thread *th) {
     else
         s->running--;
     th->set = NULL;
-    s->refs--;
+    /* still counted while refilling: waking the last joiner must not
+       free the set under wake_all's feet */
     refill(loop, s);
+    s->refs--;
     cps_taskset_maybe_free(s);
 }
 
