@@ -720,11 +720,13 @@ void cps_loop_remove_server(lua_State *L, struct cps_loop *loop, int idx) {
 static void settle(lua_State *L, struct cps_loop *loop) {
     struct cps_waitset *ws = &loop->ws;
     int i;
-    for (i = 0; i < ws->nchanged; i++) {        /* the list may grow */
+    for (i = 0; i < ws->nchanged; i++) {
         int fd = ws->changed[i], err;
         struct cps_fdent *e = ws->ents[fd];
         unsigned w = cps_waitset_wanted(e);
-        e->changed = 0;
+        /* e->changed stays set until the entry is done: waking its waiters
+           below marks it again, and a second listing could run past the
+           list's one slot per descriptor */
         if (w != e->kmask) {
             if (w == 0) {
                 loop->ops->unwatch(loop->poller, fd);
@@ -740,6 +742,7 @@ static void settle(lua_State *L, struct cps_loop *loop) {
             }
             e->kmask = w;
         }
+        e->changed = 0;
         if (w == 0 && e->claimed) {
             e->claimed = 0;
             lua_pushnil(L);
