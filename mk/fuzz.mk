@@ -11,6 +11,8 @@
 
 FUZZ_CC ?= $(shell command -v clang-14 >/dev/null 2>&1 && echo clang-14 || echo clang)
 FUZZ_TIME ?= 30
+# longest input libFuzzer makes up: about 400 operations for fuzz_core
+FUZZ_MAX_LEN ?= 1024
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
              -fno-omit-frame-pointer -std=c99 $(WARN) -D_GNU_SOURCE
 FUZZ_DIR = build/fuzz
@@ -40,7 +42,7 @@ fuzz: fuzz-build
 	@failed=""; \
 	for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
-	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t \
 	    > $(FUZZ_DIR)/$$t.log 2>&1 & \
 	  eval "pid_$$t=$$!"; \
@@ -51,6 +53,9 @@ fuzz: fuzz-build
 	  echo "$$t: $${runs:-?} executions in $(FUZZ_TIME) s (log: $(FUZZ_DIR)/$$t.log)"; \
 	done; \
 	if [ -n "$$failed" ]; then \
-	  for t in $$failed; do echo "== $$t failed:"; grep -v '^#[0-9]' $(FUZZ_DIR)/$$t.log | tail -40; done; \
+	  for t in $$failed; do \
+	    echo "== $$t failed (input: $(FUZZ_DIR)/crash-*, log: $(FUZZ_DIR)/$$t.log):"; \
+	    sed -n '/ERROR\|^fuzz_[a-z]*: \|runtime error/,$$p' $(FUZZ_DIR)/$$t.log | head -30; \
+	  done; \
 	  exit 1; \
 	fi
