@@ -6,16 +6,21 @@
 ** difference aborts with a message.
 **
 ** What is exercised as is: heap.c, ready.c, waitset.c, taskset.c,
-** thread.c and loop.c's public state changes (cps_loop_make_ready,
+** thread.c and loop.c: its public state changes (cps_loop_make_ready,
 ** cps_loop_wakeup, cps_loop_untask, cps_loop_drop, cps_loop_set_timeout,
-** cps_loop_close). Those need a lua_State only for registry references,
-** so one is made at start-up; no coroutine is ever resumed. The phases
-** that are static in loop.c and would resume Lua (a thread's yield into
-** a sleep, a socket wait or a join; fired descriptors; due timers; the
-** change-list settling) are re-enacted here with the same calls in the
-** same order, marked "as loop.c" below. The order threads run in under
-** the real dispatcher is checked from Lua by spec/model_spec.lua.
+** cps_loop_close) and whole steps (cps_loop_step: settle, wait, fired
+** descriptors, due timers, run) against a scripted poller whose watch
+** may fail and whose wait reports the descriptors the input names. Every
+** thread is a real Lua coroutine (of a lua_State made at start-up) whose
+** body returns at once, so a step runs each due thread to its end.
+** What the harness cannot get from a step is a thread's yield into a
+** sleep, a socket wait or a join (that would need Lua bodies): those,
+** and standalone versions of the step's phases, are re-enacted here with
+** the calls loop.c makes, each under a comment naming the loop.c function
+** it follows. The order threads run in under the real dispatcher, with
+** real Lua bodies, is checked by spec/model_spec.lua.
 */
+#include <errno.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -33,6 +38,9 @@ const char cps_mark_read = 'r', cps_mark_write = 'w', cps_mark_sleep = 's', cps_
 #define NTH 40          /* thread slots */
 #define NFD 140         /* descriptors 0..NFD-1: the waiting set grows past 64 and 128 */
 #define NSET 4
+/* pause deadlines: few keys for many ties, all in the monotonic clock's
+   past so a real step finds them due; copas.timeout()s are 1000 s ahead */
+#define PAST (-100.0)
 
 #define FAIL(...) do { fprintf(stderr, "fuzz_core: " __VA_ARGS__); fputc('\n', stderr); abort(); } while (0)
 #define CHECK(c, ...) do { if (!(c)) FAIL(__VA_ARGS__); } while (0)
@@ -71,6 +79,7 @@ struct mset {
 };
 
 static lua_State *L;
+static int anchors = LUA_NOREF;         /* table: slot -> coroutine */
 static struct cps_loop loop;
 static struct cps_thread *T[NTH];
 static struct mthread M[NTH];
@@ -83,7 +92,6 @@ static uint64_t hseq;
 static struct mfd F[NFD];
 static int chg[4 * NFD], nchg;
 static struct mset S[NSET];
-static uintptr_t next_co;
 
 /* input */
 static const uint8_t *in;
@@ -95,6 +103,47 @@ static unsigned byte(void) {
     inlen--;
     return *in++;
 }
+
+/* --------------------------------------------------- a scripted poller */
+
+static struct cps_fired script[4];
+static int nscript, waited;
+static unsigned failmask, ncalls;       /* watch call k fails if bit k % 8 is set */
+
+static int fake_create(struct cps_poller **out) {
+    static int dummy;
+    *out = (struct cps_poller *)(void *)&dummy;
+    return 0;
+}
+
+static int fake_watch(struct cps_poller *p, int fd, unsigned old, unsigned events) {
+    unsigned k = ncalls++;
+    (void)p; (void)fd; (void)old; (void)events;
+    if ((failmask >> (k % 8)) & 1)
+        return (k & 1) ? -EPERM : -EBADF;   /* refused, or gone */
+    return 0;
+}
+
+static void fake_unwatch(struct cps_poller *p, int fd) {
+    (void)p; (void)fd;
+}
+
+static int fake_wait(struct cps_poller *p, struct cps_fired *out, int max, int timeout_ms) {
+    (void)p;
+    CHECK(timeout_ms == 0, "step(0) waited %d ms", timeout_ms);
+    CHECK(max >= nscript, "wait: room for %d", max);
+    memcpy(out, script, (size_t)nscript * sizeof *out);
+    waited = 1;
+    return nscript;
+}
+
+static void fake_destroy(struct cps_poller *p) {
+    (void)p;
+}
+
+static const struct cps_poller_ops fake_ops = {
+    "scripted", fake_create, fake_watch, fake_unwatch, fake_wait, fake_destroy
+};
 
 
 static void del_at(int *a, int *n, int i) {
@@ -172,6 +221,15 @@ static void m_mark(int fd) {
         F[fd].changed = 1;
         chg[nchg++] = fd;
     }
+}
+
+
+static size_t m_servers(void) {
+    size_t n = 0;
+    int fd;
+    for (fd = 0; fd < NFD; fd++)
+        n += F[fd].server != 0;
+    return n;
 }
 
 
@@ -368,10 +426,10 @@ static void check_all(void) {
         n_q += m->st == M_QUEUED;
     }
     CHECK(loop.threads.len == live, "thread table has %zu, model %zu", loop.threads.len, live);
-    CHECK(cps_threads_get(&loop.threads, (void *)(next_co + 8)) == NULL, "found a stranger");
+    CHECK(cps_threads_get(&loop.threads, (void *)&loop) == NULL, "found a stranger");
     CHECK(loop.n_sleep == n_sleep && loop.n_io == n_io && loop.n_io_deadline == n_dl
           && loop.n_idle == n_idle && loop.n_idle_timeout == n_idle_to
-          && loop.n_timeouts == n_to && loop.n_queued == n_q,
+          && loop.n_timeouts == n_to && loop.n_queued == n_q && loop.n_servers == m_servers(),
           "loop counters differ: sleep %zu/%zu io %zu/%zu dl %zu/%zu idle %zu/%zu "
           "idle_to %zu/%zu to %zu/%zu q %zu/%zu",
           loop.n_sleep, n_sleep, loop.n_io, n_io, loop.n_io_deadline, n_dl, loop.n_idle, n_idle,
@@ -446,13 +504,27 @@ static int pick_set(void) {
 }
 
 
-/* new_thread() without the coroutine: a registry-free thread record */
+/* the body of every thread: a step runs it to its end at once */
+static int body(lua_State *co) {
+    (void)co;
+    return 0;
+}
+
+
+/* as new_thread(): the coroutine is kept alive by the anchors table
+   instead of a registry reference of its own */
 static int new_thread(void) {
     int id = pick(M_FREE);
     struct cps_thread *th;
+    lua_State *co;
     if (id < 0 || cps_threads_reserve(&loop.threads) < 0 || (th = calloc(1, sizeof *th)) == NULL)
         return -1;
-    th->co = (void *)(next_co += 16);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, anchors);
+    co = lua_newthread(L);
+    lua_pushcfunction(co, body);
+    lua_rawseti(L, -2, id + 1);
+    lua_pop(L, 1);
+    th->co = co;
     th->ref = LUA_REFNIL;               /* "held": wakeup has nothing to strengthen */
     th->sock_ref = th->timeout_cb = LUA_NOREF;
     th->fd = th->wake_fd = -1;
@@ -570,7 +642,7 @@ static void op_yield(void) {
         m_ready_push(id);
         break;
     case 2: {                                       /* pause(s): few keys, many ties */
-        double when = (double)(byte() % 16);
+        double when = PAST + (double)(byte() % 16);
         if (cps_heap_reserve(&loop.heap, 1) < 0)
             return;
         cps_heap_push(&loop.heap, &th->sleep, when);
@@ -597,7 +669,7 @@ static void op_yield(void) {
         CHECK(e != NULL, "waitset_get(%d) failed", fd);
         f->exists = 1;
         if (deadline && cps_heap_reserve(&loop.heap, 1) == 0) {
-            double when = (double)(byte() % 16);
+            double when = PAST + (double)(byte() % 16);
             cps_heap_push(&loop.heap, &th->sleep, when);
             loop.n_io_deadline++;
             M[id].sleeping = 1;
@@ -709,7 +781,7 @@ static void op_timeout(void) {
    is disarmed (its callback is Lua's business) */
 static void op_timers(void) {
     unsigned b = byte();
-    double now = b == 255 ? INFINITY : (double)(b % 16);
+    double now = b == 255 ? INFINITY : PAST + (double)(b % 16);
     struct cps_heap_node *n;
     while ((n = cps_heap_top(&loop.heap)) != NULL && n->when <= now) {
         int k = m_heap_min(), id;
@@ -786,7 +858,10 @@ static void op_reuse(void) {
     if (e == NULL)
         return;
     wake_fd(fd);
-    e->server = F[fd].server = 0;
+    if (e->server) {
+        e->server = F[fd].server = 0;
+        loop.n_servers--;
+    }
     e->kmask = F[fd].kmask = 0;
 }
 
@@ -800,10 +875,12 @@ static void op_server(void) {
     if (!e->server) {
         e->kmask = cps_waitset_wanted(e) | CPS_READ;
         e->server = 1;
+        loop.n_servers++;
         F[fd].kmask = e->kmask;
         F[fd].server = 1;
     } else {
         e->server = F[fd].server = 0;
+        loop.n_servers--;
         cps_waitset_mark(&loop.ws, fd);
         m_mark(fd);
     }
@@ -813,7 +890,7 @@ static void op_server(void) {
 /* the change list, as settle(); `fail` makes the kernel refuse an entry */
 static void op_settle(void) {
     struct cps_waitset *ws = &loop.ws;
-    unsigned failmask = byte();
+    unsigned refuse = byte();           /* by position in the list */
     int i;
     for (i = 0; i < ws->nchanged; i++) {
         int fd = ws->changed[i];
@@ -821,9 +898,12 @@ static void op_settle(void) {
         unsigned w = cps_waitset_wanted(e);
         CHECK(i < nchg && chg[i] == fd, "settle: change list[%d] = %d, model differs", i, fd);
         if (w != e->kmask) {
-            if (w != 0 && ((failmask >> (i % 8)) & 1)) {
+            if (w != 0 && ((refuse >> (i % 8)) & 1)) {
                 wake_fd(fd);                        /* marks fd: still listed */
-                e->server = F[fd].server = 0;
+                if (e->server) {
+                    e->server = F[fd].server = 0;
+                    loop.n_servers--;
+                }
                 w = 0;
             }
             e->kmask = F[fd].kmask = w;
@@ -834,6 +914,106 @@ static void op_settle(void) {
     CHECK(i == nchg, "settle: the list had %d, model %d", i, nchg);
     ws->nchanged = 0;
     nchg = 0;
+}
+
+
+/* a whole cps_loop_step(L, loop, 0): the model predicts each phase, then
+   the real step runs and everything is compared */
+static int owner_of(const struct cps_heap_node *n) {
+    int id;
+    for (id = 0; id < NTH; id++)
+        if (T[id] != NULL && (&T[id]->sleep == n || &T[id]->timeout == n))
+            return id;
+    FAIL("a heap node without a thread");
+}
+
+
+static void m_wake_fd(int fd) {
+    while (F[fd].nrd > 0)
+        m_make_ready(F[fd].rd[0]);
+    while (F[fd].nwr > 0)
+        m_make_ready(F[fd].wr[0]);
+}
+
+
+static void op_step(void) {
+    unsigned calls = 0;
+    int i, k, n, ret, io = 0, need;
+    nscript = (int)(byte() % 5);
+    for (i = 0; i < nscript; i++) {
+        script[i].fd = (int)(byte() % NFD);
+        script[i].events = byte() % 3 + 1;
+    }
+    failmask = byte();
+    ncalls = 0;
+    waited = 0;
+
+    /* settle: the kernel is asked only where the interest changes */
+    for (i = 0; i < nchg; i++) {
+        struct mfd *f = &F[chg[i]];
+        unsigned w = (f->server || f->nrd ? CPS_READ : 0) | (f->nwr ? CPS_WRITE : 0);
+        if (w != f->kmask) {
+            if (w != 0 && ((failmask >> (calls++ % 8)) & 1)) {
+                m_wake_fd(chg[i]);
+                f->server = 0;
+                w = 0;
+            }
+            f->kmask = w;
+        }
+        f->changed = 0;
+    }
+    nchg = 0;
+
+    /* wait: only with threads on descriptors or servers */
+    for (i = 0; i < NTH; i++)
+        io += M[i].st == M_IO;
+    need = io > 0 || m_servers() > 0;
+    if (!need)
+        nscript = 0;
+
+    /* fired: first reader, first writer; servers accept (Lua's part) */
+    for (i = 0; i < nscript; i++) {
+        int fd = script[i].fd;
+        struct mfd *f = &F[fd];
+        if (!f->exists)
+            continue;
+        if ((script[i].events & CPS_READ) && !f->server) {
+            if (f->nrd > 0)
+                m_make_ready(f->rd[0]);
+            else
+                m_mark(fd);
+        }
+        if (script[i].events & CPS_WRITE) {
+            if (f->nwr > 0)
+                m_make_ready(f->wr[0]);
+            else
+                m_mark(fd);
+        }
+    }
+
+    /* timers: every pause deadline is past, no copas.timeout is due */
+    while ((k = m_heap_min()) >= 0 && H[k].when < 0) {
+        int id = owner_of(H[k].n);
+        CHECK(H[k].n == &T[id]->sleep, "a copas.timeout in the past");
+        m_make_ready(id);
+    }
+
+    /* run: what was ready when the phase began, each to its end */
+    gen++;
+    rnf = 0;
+    phase = 0;
+    n = rn;
+    for (i = 0; i < n; i++) {
+        int id = rq[0];
+        m_ready_remove(id);
+        M[id].st = M_RUNNING;
+        m_drop(id);
+    }
+
+    ret = cps_loop_step(L, &loop, 0);
+    CHECK(ret == (nscript > 0), "step returned %d, model %d", ret, nscript > 0);
+    CHECK(waited == need, "step %s the poller", waited ? "waited on" : "did not ask");
+    CHECK(ncalls == calls, "step asked the kernel %u times, model %u", ncalls, calls);
 }
 
 
@@ -874,7 +1054,21 @@ static void setup(void) {
     hseq = 0;
     for (i = 0; i < NSET; i++)
         S[i].live = 0;
-    CHECK(cps_loop_init(&loop, &cps_poller_poll) == 0, "loop_init failed");
+    CHECK(cps_loop_init(&loop, &fake_ops) == 0, "loop_init failed");
+    /* what bind_loop.c gives the loop: the fd -> socket table (empty:
+       no socket is claimed here) and hooks that do nothing */
+    lua_newtable(L);
+    loop.socks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    for (i = CPS_HOOK_END; i <= CPS_HOOK_DEBUG; i++) {
+        luaL_loadstring(L, "return");
+        lua_rawseti(L, -2, i);
+    }
+    loop.hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    loop.idle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    anchors = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 
@@ -893,6 +1087,11 @@ static void teardown(void) {
             cps_taskset_maybe_free(S[i].p);
         }
     CHECK(lua_gettop(L) == 0, "Lua stack left with %d values", lua_gettop(L));
+    /* free what this input allocated in Lua: libFuzzer runs a costly leak
+       check after any input that leaves more allocations than it found */
+    luaL_unref(L, LUA_REGISTRYINDEX, anchors);
+    anchors = LUA_NOREF;
+    lua_gc(L, LUA_GCCOLLECT, 0);
 }
 
 
@@ -908,7 +1107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 1: op_spawn(1); break;
         case 2: op_spawn_task(); break;
         case 3: op_begin(); break;
-        case 4: case 5: op_pop(); break;
+        case 4: op_pop(); break;
+        case 5: op_step(); break;
         case 6: case 7: op_yield(); break;
         case 8: op_wakeup(); break;
         case 9: op_remove(); break;
