@@ -27,7 +27,10 @@
 
 #define NPAIR 4                 /* 3 socket pairs and a pipe */
 #define NEND (2 * NPAIR)
-#define SMALL 2048              /* this little in flight never blocks a writer */
+/* this little in flight never blocks a writer: the kernel charges a
+   socket for each write's buffer, not only for its bytes */
+#define SMALL 2048
+#define FEW 16
 
 enum { W_ROOM, W_FULL, W_UNKNOWN };
 
@@ -36,6 +39,7 @@ struct end {
     int pipe_rd, pipe_wr;       /* a pipe's read or write end */
     size_t pending;             /* bytes waiting to be read here */
     int wstate;                 /* can a write to the peer go through */
+    int nwrites;                /* writes to the peer since it last drained */
     unsigned mask;              /* interest the poller was given, 0: none */
     int dead;                   /* closed while watched, not yet unwatched */
     int reset;                  /* the peer closed with bytes unread: ECONNRESET */
@@ -88,6 +92,7 @@ static void open_pair(int k) {
         e->pipe_rd = k == NPAIR - 1 && i == 0;
         e->pipe_wr = k == NPAIR - 1 && i == 1;
         e->pending = 0;
+        e->nwrites = 0;
         e->wstate = e->pipe_rd ? W_FULL : W_ROOM;   /* a pipe's read end never writes */
     }
 }
@@ -136,7 +141,7 @@ static void op_write(int i) {
     k = write(e->fd, buf, n);
     CHECK(k == (ssize_t)n, "write of %u gave %zd: %s", n, k, strerror(errno));
     to->pending += n;
-    if (to->pending > SMALL)
+    if (to->pending > SMALL || ++e->nwrites > FEW)
         e->wstate = W_UNKNOWN;
 }
 
@@ -163,8 +168,10 @@ static void op_read(int i) {
     }
     e->pending -= got;
     if (from->fd >= 0) {
-        if (e->pending == 0)
+        if (e->pending == 0) {
             from->wstate = W_ROOM;
+            from->nwrites = 0;
+        }
         else if (got > 0 && from->wstate == W_FULL)
             from->wstate = W_UNKNOWN;
     }
