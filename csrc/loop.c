@@ -249,8 +249,10 @@ void cps_loop_untask(struct cps_loop *loop, struct cps_thread *th) {
     else
         s->running--;
     th->set = NULL;
-    s->refs--;
+    /* still counted while refilling: waking the last joiner must not
+       free the set under wake_all's feet */
     refill(loop, s);
+    s->refs--;
     cps_taskset_maybe_free(s);
 }
 
@@ -716,11 +718,13 @@ void cps_loop_remove_server(lua_State *L, struct cps_loop *loop, int idx) {
 static void settle(lua_State *L, struct cps_loop *loop) {
     struct cps_waitset *ws = &loop->ws;
     int i;
-    for (i = 0; i < ws->nchanged; i++) {        /* the list may grow */
+    for (i = 0; i < ws->nchanged; i++) {
         int fd = ws->changed[i];
         struct cps_fdent *e = ws->ents[fd];
         unsigned w = cps_waitset_wanted(e);
-        e->changed = 0;
+        /* e->changed stays set until the entry is done: waking its waiters
+           below marks it again, and a second listing could run past the
+           list's one slot per descriptor */
         if (w != e->kmask) {
             int err;
             if (w == 0) {
@@ -737,6 +741,7 @@ static void settle(lua_State *L, struct cps_loop *loop) {
             }
             e->kmask = w;
         }
+        e->changed = 0;
         if (w == 0 && e->claimed) {
             e->claimed = 0;
             lua_pushnil(L);
