@@ -9,7 +9,13 @@
 -- tears everything down and compares resident memory, descriptors, Lua
 -- registry entries and the scheduler's counts with the ones taken earlier.
 --
---   lua5.4 bench/soak.lua            (settings from the environment)
+--   make soak                        (builds the core and bench/soak_mem.c)
+--   lua5.4 bench/soak.lua            (with LUA_PATH/LUA_CPATH set; without
+--                                     soak_mem the heap figures are left out)
+--
+-- Measured at three quiet points (all load threads ended): after the first
+-- 10 % of the counts or time, after half, at the end. Results and what the
+-- checks mean: bench/results/2026-11-23-soak.md.
 --
 -- Environment (defaults in brackets):
 --   SOAK_TIME        seconds before the load stops [120]

@@ -23,10 +23,11 @@ $(SOAK_MEM): bench/soak_mem.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -I$(LUA_INC) -shared -o $@ $<
 
+# the settings given on the command line or in the environment, passed on
+SOAK_ENV = SOAK_TIME=$(SOAK_TIME) $(foreach v,$(SOAK_VARS),$(if $($(v)),$(v)=$($(v)))) \
+           $(if $(COPAS_BACKEND),COPAS_BACKEND=$(COPAS_BACKEND))
+
 .PHONY: soak
 soak: $(CORE) $(SOAK_MEM)
-	LUA_PATH='$(LUA_PATH_VALUE)' LUA_CPATH='$(call cpath,$(BUILD))' \
-	SOAK_TIME=$(SOAK_TIME) \
-	$(foreach v,$(SOAK_VARS),$(if $($(v)),$(v)=$($(v)))) \
-	$(if $(COPAS_BACKEND),COPAS_BACKEND=$(COPAS_BACKEND)) \
+	LUA_PATH='$(LUA_PATH_VALUE)' LUA_CPATH='$(call cpath,$(BUILD))' $(strip $(SOAK_ENV)) \
 	timeout -k 10 $$(( $(SOAK_TIME) + 120 )) $(LUA) bench/soak.lua
