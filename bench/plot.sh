@@ -260,5 +260,5 @@ plot '$TMP/mem-rows.dat' using 1:3:(0.6):6:xtic(2) with boxes lc rgb variable no
 " && emit memory.png "Server memory per idle connection"
 fi
 
-[ "$WROTE" = 1 ] || { echo "plot.sh: nothing to plot in $TSV" >&2; exit 1; }
+[ "$WROTE" = 1 ] || { rmdir "$OUT" 2>/dev/null; echo "plot.sh: nothing to plot in $TSV" >&2; exit 1; }
 exit 0

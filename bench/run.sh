@@ -244,7 +244,8 @@ run_wrk() {
   store "$scen" "req/s" "$impl" "${rps:-0}"
   store "$scen" "p99 ms" "$impl" "${p99:-NA}"
   store "$scen" "errors" "$impl" "$errs"
-  local lat=$(echo "$out" | grep '^latency ' | tail -1)
+  local lat
+  lat=$(echo "$out" | grep '^latency ' | tail -1)
   xstore "$scen" "p50 ms" "$impl" "$(kv p50_ms "$lat")"
   xstore "$scen" "p90 ms" "$impl" "$(kv p90_ms "$lat")"
   xstore "$scen" "p99.9 ms" "$impl" "$(kv p999_ms "$lat")"
@@ -498,7 +499,7 @@ if [ "${BENCH_NO_RESULTS:-0}" != 1 ]; then
         done < "$WORK/plots"
       } >> "$REPORT"
     else
-      say "plots failed (bench/plot.sh): none linked"
+      say "no plots linked (bench/plot.sh said why above)"
     fi
   else
     say "gnuplot not found (Debian package gnuplot-nox): plots skipped"
@@ -508,5 +509,5 @@ fi
 cat "$REPORT"
 if [ "${BENCH_NO_RESULTS:-0}" != 1 ]; then
   cp "$REPORT" "$RESDIR/$NAME.md"
-  say "written: ${RESDIR#$ROOT/}/$NAME.md, $NAME.tsv$( [ -d "$RESDIR/$NAME" ] && echo ", $NAME/*.png")"
+  say "written: ${RESDIR#$ROOT/}/$NAME.md, $NAME.tsv$( [ -s "$WORK/plots" ] && echo ", $NAME/*.png")"
 fi
