@@ -19,6 +19,14 @@
 #                         (binaryheap, timerwheel, coxpcall); adds the
 #                         "copas-ref" column. Unset: the column is skipped.
 #   BENCH_NO_RESULTS=1    do not write bench/results/<date>-<machine>.md
+#                         (nor the .tsv and the plots)
+#   BENCH_RESULTS_DIR     where the results go (default bench/results)
+#
+# Results: <date>-<machine>.md (the tables below), <date>-<machine>.tsv (every
+# figure stored, tab-separated: scenario, metric, impl, median, min, max,
+# runs; also latency percentiles the tables leave out) and, when gnuplot is
+# installed, PNG plots of the .tsv in <date>-<machine>/ drawn by bench/plot.sh
+# (linked from the .md). A quick run adds "-quick" to these names.
 #
 # Peers: cqueues and luv (their Lua modules must be installed for BENCH_LUA),
 # bench/c_echo.c (plain C epoll server, the physical limit) and nginx for the
@@ -125,6 +133,8 @@ kvn() { local v; v=$(kv "$1" "$2"); echo "${v:-0}"; }
 # store SCENARIO METRIC IMPL VALUE (empty values are not stored)
 # ('/' in a metric name is kept as ':' in the file name)
 store() { [ -n "$4" ] || return 0; mkdir -p "$WORK/res/$1"; echo "$4" >> "$WORK/res/$1/${2//\//:}@$3"; }
+# xstore: the same for figures that go to the .tsv (and the plots) only
+xstore() { [ -n "$4" ] || return 0; mkdir -p "$WORK/xres/$1"; echo "$4" >> "$WORK/xres/$1/${2//\//:}@$3"; }
 
 free_port() {
   $LUA -e 'local s = require("socket").bind("127.0.0.1", 0); print((select(2, s:getsockname()))); s:close()'
@@ -185,6 +195,9 @@ run_loadgen() {
     store "$scen" "server CPU us/rt" "$impl" "$(kv server_cpu_us_per_rt "$line")"
     store "$scen" "rt/s" "$impl" "$(kv rt_per_s "$line")"
     store "$scen" "p99 ms" "$impl" "$(kv p99_ms "$line")"
+    xstore "$scen" "p50 ms" "$impl" "$(kv p50_ms "$line")"
+    xstore "$scen" "p90 ms" "$impl" "$(kv p90_ms "$line")"
+    xstore "$scen" "p99.9 ms" "$impl" "$(kv p999_ms "$line")"
   fi
   # connections not served: never connected, dropped, or no round trip
   local bad=$(( conns - $(kvn connected "$line") + $(kvn failed "$line") + $(kvn starved "$line") ))
@@ -216,10 +229,10 @@ run_wrk() {
     [ -n "$cmd" ] || return
     start_server "$cmd" || return
   fi
-  note_cmd "taskset -c $LCPU wrk -t1 -c$conns -d${DUR}s --latency http://127.0.0.1:<port>/"
+  note_cmd "taskset -c $LCPU wrk -t1 -c$conns -d${DUR}s --latency -s $BENCH_DIR/wrk-latency.lua http://127.0.0.1:<port>/"
   cpu0=$(server_cpu)
   out=$(timeout $(( DUR + 30 )) taskset -c "$LCPU" wrk -t1 -c"$conns" -d"${DUR}s" --latency \
-        "http://127.0.0.1:$PORT/" 2>&1)
+        -s "$BENCH_DIR/wrk-latency.lua" "http://127.0.0.1:$PORT/" 2>&1)
   cpu1=$(server_cpu)
   stop_server
   rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
@@ -231,6 +244,11 @@ run_wrk() {
   store "$scen" "req/s" "$impl" "${rps:-0}"
   store "$scen" "p99 ms" "$impl" "${p99:-NA}"
   store "$scen" "errors" "$impl" "$errs"
+  local lat
+  lat=$(echo "$out" | grep '^latency ' | tail -1)
+  xstore "$scen" "p50 ms" "$impl" "$(kv p50_ms "$lat")"
+  xstore "$scen" "p90 ms" "$impl" "$(kv p90_ms "$lat")"
+  xstore "$scen" "p99.9 ms" "$impl" "$(kv p999_ms "$lat")"
   if [ -n "$reqs" ] && [ "$reqs" -gt 0 ]; then
     store "$scen" "server CPU us/req" "$impl" "$(awk -v a="$cpu0" -v b="$cpu1" -v n="$reqs" 'BEGIN { printf "%.3f", (b - a) * 1e6 / n }')"
   fi
@@ -434,10 +452,62 @@ REPORT=$WORK/report.md
   echo '```'
 } > "$REPORT"
 
+# ---------------------------------------------------------------- data file
+# every figure stored: scenario, metric, impl, median, min, max, runs
+TSV=$WORK/results.tsv
+{
+  printf 'scenario\tmetric\timpl\tmedian\tmin\tmax\truns\n'
+  seen=""
+  for s in $SCENARIOS; do
+    case " $seen " in *" $s "*) continue ;; esac
+    seen="$seen $s"
+    for f in "$WORK/res/$s/"*@* "$WORK/xres/$s/"*@*; do
+      [ -e "$f" ] && basename "$f"
+    done | sed 's/@[^@]*$//' | awk '!seen[$0]++' | while IFS= read -r m; do
+      for i in $COLS; do
+        for f in "$WORK/res/$s/$m@$i" "$WORK/xres/$s/$m@$i"; do
+          [ -f "$f" ] || continue
+          grep -E '^-?[0-9.]+([eE][-+]?[0-9]+)?$' "$f" | sort -g |
+            awk -v s="$s" -v m="${m//:/\/}" -v i="$i" -v med="$(median "$f")" \
+              '{ v[NR] = $1 } END { if (NR) printf "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s, m, i, med, v[1], v[NR], NR }'
+        done
+      done
+    done
+  done
+} > "$TSV"
+
+if [ "${BENCH_NO_RESULTS:-0}" != 1 ]; then
+  RESDIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
+  NAME=$DATE-$HOST$( [ "$MODE" = quick ] && echo -quick )
+  mkdir -p "$RESDIR" || exit 1
+  RESDIR=$(cd "$RESDIR" && pwd)
+  cp "$TSV" "$RESDIR/$NAME.tsv"
+  # the plots, linked from the report
+  if has gnuplot; then
+    rm -rf "${RESDIR:?}/$NAME"
+    if "$BENCH_DIR/plot.sh" "$RESDIR/$NAME.tsv" "$RESDIR/$NAME" > "$WORK/plots"; then
+      {
+        echo
+        echo "Plots of $NAME.tsv (all figures above and the latency percentiles), made with:"
+        echo
+        echo '```'
+        echo "bench/plot.sh ${RESDIR#$ROOT/}/$NAME.tsv ${RESDIR#$ROOT/}/$NAME"
+        echo '```'
+        while IFS=$'\t' read -r png alt; do
+          echo
+          echo "![$alt]($NAME/$png)"
+        done < "$WORK/plots"
+      } >> "$REPORT"
+    else
+      say "no plots linked (bench/plot.sh said why above)"
+    fi
+  else
+    say "gnuplot not found (Debian package gnuplot-nox): plots skipped"
+  fi
+fi
+
 cat "$REPORT"
 if [ "${BENCH_NO_RESULTS:-0}" != 1 ]; then
-  mkdir -p "$BENCH_DIR/results"
-  out="$BENCH_DIR/results/$DATE-$HOST$( [ "$MODE" = quick ] && echo -quick ).md"
-  cp "$REPORT" "$out"
-  say "written: ${out#$ROOT/}"
+  cp "$REPORT" "$RESDIR/$NAME.md"
+  say "written: ${RESDIR#$ROOT/}/$NAME.md, $NAME.tsv$( [ -s "$WORK/plots" ] && echo ", $NAME/*.png")"
 fi
