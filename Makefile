@@ -201,6 +201,7 @@ tsan:
 
 .PHONY: bench
 bench: all
+	@scripts/deps.sh build bench
 	bench/run.sh $(or $(BENCH),full)
 
 # further targets, one file per concern (fuzzing, coverage, docs, ...)
