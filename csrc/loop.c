@@ -294,6 +294,11 @@ static struct cps_thread *new_thread(lua_State *L, struct cps_loop *loop, int na
     if (cps_threads_reserve(&loop->threads) < 0 || (th = calloc(1, sizeof *th)) == NULL)
         return NULL;
     co = lua_newthread(L);                      /* fn args... co */
+    if (!lua_checkstack(co, nargs + 1)) {       /* a new stack is small */
+        lua_pop(L, 1);
+        free(th);
+        return NULL;
+    }
     cps_loop_thread(L, loop, co);               /* purges a dead namesake */
     lua_insert(L, -(nargs + 2));                /* co fn args... */
     lua_xmove(L, co, nargs + 1);                /* co */
