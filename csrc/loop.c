@@ -291,19 +291,25 @@ void cps_loop_sweep(lua_State *L, struct cps_loop *loop) {
 static struct cps_thread *new_thread(lua_State *L, struct cps_loop *loop, int nargs) {
     struct cps_thread *th;
     lua_State *co;
-    if (cps_threads_reserve(&loop->threads) < 0 || (th = calloc(1, sizeof *th)) == NULL)
+    int ref;
+    if (cps_threads_reserve(&loop->threads) < 0)
         return NULL;
     co = lua_newthread(L);                      /* fn args... co */
     if (!lua_checkstack(co, nargs + 1)) {       /* a new stack is small */
         lua_pop(L, 1);
-        free(th);
         return NULL;
     }
     cps_loop_thread(L, loop, co);               /* purges a dead namesake */
     lua_insert(L, -(nargs + 2));                /* co fn args... */
     lua_xmove(L, co, nargs + 1);                /* co */
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);       /* (empty) */
+    /* allocated after the calls that raise when Lua runs out of memory */
+    if ((th = calloc(1, sizeof *th)) == NULL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return NULL;
+    }
     th->co = co;
-    th->ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* (empty) */
+    th->ref = ref;
     th->nargs = nargs;
     th->resume = CPS_R_START;
     th->fd = th->wake_fd = -1;
