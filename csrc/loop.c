@@ -884,11 +884,8 @@ void cps_loop_remove_all(lua_State *L, struct cps_loop *loop) {
     int fd, result;
     lua_newtable(L);                            /* sockets to close, as keys */
     result = lua_gettop(L);
-    all = malloc((t->len + 1) * sizeof *all);
-    if (all == NULL) {
-        luaL_error(L, "not enough memory");
-        return;
-    }
+    /* a userdata, not malloc: a Lua error below must not lose it */
+    all = lua_newuserdata(L, (t->len + 1) * sizeof *all);   /* result all */
     for (i = 0; i < t->cap; i++)
         if (t->slots[i] != NULL)
             all[n++] = t->slots[i];
@@ -914,7 +911,7 @@ void cps_loop_remove_all(lua_State *L, struct cps_loop *loop) {
             lua_rawset(L, result);
         }
     }
-    free(all);
+    lua_pop(L, 1);                              /* result */
     for (fd = 0; fd < loop->ws.cap; fd++) {
         struct cps_fdent *e = loop->ws.ents[fd];
         if (e != NULL && e->server) {
