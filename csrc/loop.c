@@ -293,14 +293,25 @@ void cps_loop_sweep(lua_State *L, struct cps_loop *loop) {
 static struct cps_thread *new_thread(lua_State *L, struct cps_loop *loop, int nargs) {
     struct cps_thread *th;
     lua_State *co;
-    if (cps_threads_reserve(&loop->threads) < 0 || (th = calloc(1, sizeof *th)) == NULL)
+    int ref;
+    if (cps_threads_reserve(&loop->threads) < 0)
         return NULL;
     co = lua_newthread(L);                      /* fn args... co */
+    if (!lua_checkstack(co, nargs + 1)) {       /* a new stack is small */
+        lua_pop(L, 1);
+        return NULL;
+    }
     cps_loop_thread(L, loop, co);               /* purges a dead namesake */
     lua_insert(L, -(nargs + 2));                /* co fn args... */
     lua_xmove(L, co, nargs + 1);                /* co */
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);       /* (empty) */
+    /* allocated after the calls that raise when Lua runs out of memory */
+    if ((th = calloc(1, sizeof *th)) == NULL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return NULL;
+    }
     th->co = co;
-    th->ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* (empty) */
+    th->ref = ref;
     th->nargs = nargs;
     th->resume = CPS_R_START;
     th->fd = th->wake_fd = -1;
@@ -877,11 +888,8 @@ void cps_loop_remove_all(lua_State *L, struct cps_loop *loop) {
     int fd, result;
     lua_newtable(L);                            /* sockets to close, as keys */
     result = lua_gettop(L);
-    all = malloc((t->len + 1) * sizeof *all);
-    if (all == NULL) {
-        luaL_error(L, "not enough memory");
-        return;
-    }
+    /* a userdata, not malloc: a Lua error below must not lose it */
+    all = lua_newuserdata(L, (t->len + 1) * sizeof *all);   /* result all */
     for (i = 0; i < t->cap; i++)
         if (t->slots[i] != NULL)
             all[n++] = t->slots[i];
@@ -907,7 +915,7 @@ void cps_loop_remove_all(lua_State *L, struct cps_loop *loop) {
             lua_rawset(L, result);
         }
     }
-    free(all);
+    lua_pop(L, 1);                              /* result */
     for (fd = 0; fd < loop->ws.cap; fd++) {
         struct cps_fdent *e = loop->ws.ents[fd];
         if (e != NULL && e->server) {
