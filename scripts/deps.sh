@@ -2,7 +2,8 @@
 # Checks the Debian packages copas-c needs and installs the missing ones.
 #
 #   scripts/deps.sh [group...]      groups: build test lua5.1 lua5.3 lua5.4
-#                                   luajit docs quality fuzz bench versions
+#                                   luajit docs quality fuzz bench valgrind
+#                                   versions
 #                                   all (default: build test; all: every
 #                                   group but bench)
 #
@@ -20,6 +21,7 @@ pkgs_luajit="luajit libluajit-5.1-dev"
 pkgs_docs="lua-ldoc lua-discount"
 pkgs_quality="cppcheck clang-tidy lcov luarocks"
 pkgs_fuzz="clang-14 libclang-rt-14-dev liblua5.4-dev"
+pkgs_valgrind="valgrind"
 pkgs_bench="wrk nginx-light lua-cqueues lua-luv gnuplot-nox fonts-dejavu-core"
 
 [ $# -gt 0 ] || set -- build test
@@ -37,10 +39,11 @@ for group in "$@"; do
     quality)  wanted="$wanted $pkgs_quality" ;;
     fuzz)     wanted="$wanted $pkgs_fuzz" ;;
     bench)    wanted="$wanted $pkgs_bench" ;;
+    valgrind) wanted="$wanted $pkgs_valgrind" ;;
     versions) wanted="$wanted $pkgs_lua51 $pkgs_lua53 $pkgs_luajit" ;;
-    all)      wanted="$wanted $pkgs_build $pkgs_test $pkgs_lua51 $pkgs_lua53 $pkgs_luajit $pkgs_docs $pkgs_quality $pkgs_fuzz" ;;
+    all)      wanted="$wanted $pkgs_build $pkgs_test $pkgs_lua51 $pkgs_lua53 $pkgs_luajit $pkgs_docs $pkgs_quality $pkgs_fuzz $pkgs_valgrind" ;;
     *) echo "deps.sh: unknown group '$group'" \
-            "(build, test, lua5.1, lua5.3, lua5.4, luajit, docs, quality, fuzz, bench, versions, all)" >&2
+            "(build, test, lua5.1, lua5.3, lua5.4, luajit, docs, quality, fuzz, bench, valgrind, versions, all)" >&2
        exit 2 ;;
   esac
 done
