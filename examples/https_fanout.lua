@@ -120,10 +120,12 @@ end
 local sslparams = opts.cafile and { wrap = { mode = "client", protocol = "any",
   cafile = opts.cafile, verify = "peer", options = "all" } }
 
+-- each request may take as long as the whole run: the deadline, not a
+-- request timeout, is what cuts the stragglers off
 local function get(url)
   local body = {}
   local ok, code = http.request { url = url, sink = ltn12.sink.table(body),
-    sslparams = sslparams, timeout = 10 }
+    sslparams = sslparams, timeout = math.max(10, 2 * opts.deadline) }
   if not ok then return nil, code end
   if code ~= 200 then return nil, "HTTP status " .. tostring(code) end
   return table.concat(body)

@@ -31,6 +31,10 @@
 # test name) to leave tests out under memcheck; none by default.
 VALGRIND_FILTER_OUT ?=
 
+# VALGRIND_TIME_SCALE stretches the deadline of the HTTPS fan-out example's
+# smoke test (spec/examples_spec.lua), whose fetches must beat it.
+VALGRIND_TIME_SCALE ?= 20
+
 # VALGRIND_TLS_MB is the megabytes each way the large-transfer test of
 # tls_spec.lua moves on each of its connections (20 natively): under
 # memcheck, OpenSSL's ciphers run some 50 times slower. COPAS_LUA tells
@@ -90,7 +94,7 @@ valgrind:
 	VALGRIND_LOGS='$(ROOT)/$(VALGRIND_LOGS)' VALGRIND_LUA=lua5.4 \
 	BUSTED='$(BUSTED)' VALGRIND_TIMEOUT=$(VALGRIND_TIMEOUT) \
 	VALGRIND_FILTER_OUT="$(VALGRIND_FILTER_OUT)" \
-	COPAS_TLS_MB=$(VALGRIND_TLS_MB) COPAS_LUA=lua5.4 \
+	COPAS_TLS_MB=$(VALGRIND_TLS_MB) COPAS_LUA=lua5.4 COPAS_TIME_SCALE=$(VALGRIND_TIME_SCALE) \
 	$(if $(COPAS_BACKEND),COPAS_BACKEND=$(COPAS_BACKEND)) \
 	prove $(PROVE_FLAGS) --timer -j$(VALGRIND_JOBS) -e 'sh mk/valgrind-spec.sh' \
 	  $(VALGRIND_SPECS)
