@@ -1,31 +1,8 @@
 -- COPAS_BACKEND: choosing the poller at run time (DESIGN.md: poller)
 local helpers = require "spec.helpers"
+local run_lua = helpers.run_lua
 
 local BACKENDS = { "epoll", "poll", "select" }
-
-local function interpreter()
-  local i = 0
-  while arg and arg[i - 1] ~= nil do i = i - 1 end
-  return (arg and i < 0) and arg[i] or "lua"
-end
-
--- runs `code` in a fresh interpreter with this process's module paths and
--- the given environment prefix; returns its combined stdout and stderr
-local function run_lua(code, env)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath))
-  f:write(code)
-  f:close()
-  local guard = ""
-  local r = os.execute("command -v timeout >/dev/null 2>&1")
-  if r == true or r == 0 then guard = "timeout 60 " end
-  local p = assert(io.popen((env or "") .. " " .. guard .. interpreter() .. " " .. name .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  os.remove(name)
-  return out
-end
 
 -- the name of the poller a copas instance uses
 local BACKEND_OF = [[

@@ -5,33 +5,11 @@
 -- order, or closed behind the loop's back.
 local socket = require "socket"
 local helpers = require "spec.helpers"
+local run_lua = helpers.run_lua
 
 local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 
 local BACKENDS = { "epoll", "poll", "select" }
-
--- the interpreter running this spec (arg[-n]), for child processes
-local function interpreter()
-  local i = 0
-  while arg and arg[i - 1] ~= nil do i = i - 1 end
-  return (arg and i < 0) and arg[i] or "lua"
-end
-
--- runs `code` in a fresh interpreter with this process's module paths and
--- COPAS_BACKEND=backend, at most 60 s; returns its stdout and stderr
-local function run_lua(code, backend)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath))
-  f:write(code)
-  f:close()
-  local p = assert(io.popen(("COPAS_BACKEND=%s timeout 60 %s %s 2>&1")
-    :format(backend, interpreter(), name)))
-  local out = p:read("*a")
-  p:close()
-  os.remove(name)
-  return out
-end
 
 -- waits (at most `seconds`) until the pool's descriptor is readable: a
 -- finished job is waiting to be taken
@@ -301,7 +279,7 @@ describe("the C core", function()
   for _, backend in ipairs(BACKENDS) do
     describe("with COPAS_BACKEND=" .. backend, function()
       it("serves 80 connections and drops them out of order", function()
-        local out = run_lua(MANY, backend)
+        local out = run_lua(MANY, "COPAS_BACKEND=" .. backend)
         assert.equal("held 80, clients closed 80, handlers closed 80\n", out)
       end)
     end)
@@ -310,7 +288,7 @@ describe("the C core", function()
   for _, backend in ipairs({ "poll", "select" }) do
     describe("with COPAS_BACKEND=" .. backend, function()
       it("wakes a waiter whose descriptor was closed behind the loop's back", function()
-        local out = run_lua(CLOSED_BEHIND, backend)
+        local out = run_lua(CLOSED_BEHIND, "COPAS_BACKEND=" .. backend)
         assert.equal("receive: nil, closed\n", out)
       end)
     end)

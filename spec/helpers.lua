@@ -143,4 +143,37 @@ function helpers.run_serving(copas, fn, timeout, ...)
   if failure then error(failure, 0) end
 end
 
+--- Runs `code` in a fresh interpreter (the one running the specs, see
+-- spec/process.lua) with this process's module paths, under `timeout`
+-- (`limit` seconds, default 60). `env` is put in front of the command
+-- ("COPAS_BACKEND=poll", or shell commands ending in one). Returns the
+-- combined stdout and stderr, and the exit status.
+function helpers.run_lua(code, env, limit)
+  local process = require "spec.process"
+  local name = os.tmpname()
+  local f = assert(io.open(name, "w"))
+  f:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath))
+  f:write(code)
+  f:close()
+  local p = assert(io.popen(("(%s timeout %d %s %s) 2>&1; echo \"exit:$?\""):format(
+    env or "", limit or 60, process.quote(process.lua()), name)))
+  local out = p:read("*a")
+  p:close()
+  os.remove(name)
+  local status = tonumber(out:match("exit:(%d+)%s*$"))
+  return (out:gsub("exit:%d+%s*$", "")), status
+end
+
+--- Two connected, non-blocking TCP sockets over 127.0.0.1.
+function helpers.pair()
+  local socket = require "socket"
+  local server, port = helpers.listen()
+  local a = assert(socket.connect("127.0.0.1", port))
+  local b = assert(server:accept())
+  server:close()
+  a:settimeout(0)
+  b:settimeout(0)
+  return a, b
+end
+
 return helpers

@@ -4,32 +4,7 @@
 -- then the loop, which drops the task; that wakes the joiners. The set must
 -- outlive that wake-up (found by fuzz/fuzz_core.c: it was freed twice).
 
--- the interpreter running this spec (lowest index of `arg`)
-local function interpreter()
-  local i = 0
-  while arg and arg[i - 1] ~= nil do i = i - 1 end
-  return (arg and i < 0) and arg[i] or "lua"
-end
-
--- runs `code` in a fresh interpreter with this process's module paths;
--- returns its combined output and its exit status
-local function run_lua(code)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath))
-  f:write(code)
-  f:close()
-  local guard = ""
-  local r = os.execute("command -v timeout >/dev/null 2>&1")
-  if r == true or r == 0 then guard = "timeout 30 " end
-  local p = assert(io.popen("(" .. guard .. interpreter() .. " " .. name .. ") 2>&1; echo \"exit:$?\""))
-  local out = p:read("*a")
-  p:close()
-  os.remove(name)
-  local status = tonumber(out:match("exit:(%d+)%s*$"))
-  return out:gsub("exit:%d+%s*$", ""), status
-end
-
+local run_lua = require("spec.helpers").run_lua
 
 describe("copas.limit at interpreter exit", function()
 

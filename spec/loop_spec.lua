@@ -1,5 +1,6 @@
 -- copas.loop / step / finished / exit / exiting / waitforexit (API.md section 2)
 local helpers = require "spec.helpers"
+local run_lua = helpers.run_lua
 local socket = require "socket"
 
 local copas
@@ -15,32 +16,6 @@ local function socketpair()
   b:settimeout(0)
   return a, b
 end
-
--- the interpreter running this spec (lowest index of `arg`)
-local function interpreter()
-  local i = 0
-  while arg and arg[i - 1] ~= nil do i = i - 1 end
-  return (arg and i < 0) and arg[i] or "lua"
-end
-
--- runs `code` in a fresh interpreter with this process's module paths;
--- returns its combined stdout and stderr
-local function run_lua(code)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath))
-  f:write(code)
-  f:close()
-  local guard = ""
-  local r = os.execute("command -v timeout >/dev/null 2>&1")
-  if r == true or r == 0 then guard = "timeout 30 " end
-  local p = assert(io.popen(guard .. interpreter() .. " " .. name .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  os.remove(name)
-  return out
-end
-
 
 describe("copas.loop()", function()
 

@@ -16,16 +16,7 @@ local function run(fn, timeout)
 end
 
 local listen = helpers.listen
-
-local function pair()
-  local server, port = listen()
-  local a = assert(socket.connect("127.0.0.1", port))
-  local b = assert(server:accept())
-  server:close()
-  a:settimeout(0)
-  b:settimeout(0)
-  return a, b
-end
+local pair = helpers.pair
 
 local function pack(...) return { ... } end
 
