@@ -885,12 +885,15 @@ end
 
 -- receive loop shared by receive and receivepartial
 local function do_receive(client, pattern, part, partial, timeout)
-  if not nonblocking[client] then make_nonblocking(client) end
   local deadline = timeout and timeout > 0 and now() + timeout or nil
   if test_mode then op_begin(client, "read") end
-  if nonblocking[client] == DRAINED and not client:dirty()
-     and not wait(client, READ, deadline) then
-    return last_receive(client, pattern, part)
+  do
+    local mark = nonblocking[client]
+    if not mark then
+      make_nonblocking(client)
+    elseif mark == DRAINED and not client:dirty() and not wait(client, READ, deadline) then
+      return last_receive(client, pattern, part)
+    end
   end
   -- few registers are live at the call of wait: a thread parked there
   -- keeps its Lua stack, and a simple handler's then fits in the initial one
