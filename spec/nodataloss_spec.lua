@@ -16,15 +16,15 @@
 -- incoming stream and sent its own, it sends the verdict line "ok\n" (plain
 -- TCP: then shutdown("send")). Each side reads the peer's verdict (plain:
 -- then the orderly close) before closing, so no side closes with unread
--- data (which would make the kernel reset the connection).
+-- data (which would make the kernel reset the connection), and closes only
+-- once its own verdict's send has returned: a send that waits for room
+-- keeps the rest of its TLS record in LuaSec, and a close meanwhile would
+-- drop it.
 --
 -- Configuration (environment):
 --   COPAS_NODATALOSS_SEED=<n>  base seed (printed with every failure)
 --   COPAS_HEAVY=1              1000 concurrent connections, sizes up to 64 MB,
 --                              the client side in a child process
---   COPAS_HEAVY_TLS=1          with COPAS_HEAVY: run the TLS half as well
---   COPAS_NODATALOSS_TLS_SMALL=1  small buffers on TLS connections too
---                              (both: an open failure, docs/robustness.md)
 --   COPAS_NODATALOSS_N=<n>     another number of connections
 -- Small buffers: LuaSocket's "send-buffer-size" and "recv-buffer-size"
 -- options (SO_SNDBUF/SO_RCVBUF) at 1 KB and 16 KB, which Linux doubles (and
@@ -167,10 +167,6 @@ local function plan_of(idx, opts)
   p.down = mode ~= 1 and logsize(g, max) or 0
   p.up_seed, p.down_seed = g(2147483646), g(2147483646)
   p.client_seed, p.server_seed = g(2147483646), g(2147483646)
-  -- TLS over small buffers is an open failure (docs/robustness.md, "Known
-  -- limits"): only with COPAS_NODATALOSS_TLS_SMALL=1. The draw above stays,
-  -- so the plans are the same either way.
-  if opts.tls and os.getenv("COPAS_NODATALOSS_TLS_SMALL") ~= "1" then p.small = false end
   if opts.big and idx == 1 then           -- the one large transfer
     p.up, p.down, p.small = 0, opts.big, false
   end
@@ -281,20 +277,25 @@ local function run_side(copas, w, p, side, opts)
   local inc = stream(side == "client" and p.down_seed or p.up_seed, side == "client" and p.down or p.up)
   local seed = side == "client" and p.client_seed or p.server_seed
   local failure
-  local sent, received, verdict_sent = false, false, false
+  local sent, received = false, false
+  -- nil, then "sending" while the verdict's send may wait for room, then
+  -- "sent": the connection is closed only once the verdict is out, or a
+  -- TLS record still in LuaSec's buffer would be lost with the close
+  local verdict
   local waiting
   local function send_verdict()
-    verdict_sent = true
+    verdict = "sending"
     local ok, err = w:send(failure and "bad\n" or "ok\n")
     if not ok and not failure then failure = "sending the verdict: " .. tostring(err) end
     if plain then w.socket:shutdown("send") end
+    verdict = "sent"
     if waiting then copas.wakeup(waiting) end
   end
   copas.addthread(function()
     local ok, msg = send_stream(copas, w, out, rng(seed + 1))
     if not ok then failure = failure or msg end
     sent = true
-    if received and not verdict_sent then send_verdict() end
+    if received and not verdict then send_verdict() end
   end)
   -- only the client reads with '*a': it waits for the peer's verdict, which
   -- the peer sends once its own receiving is done, so if both sides did
@@ -302,7 +303,7 @@ local function run_side(copas, w, p, side, opts)
   local ok, verdict_seen = receive_stream(copas, w, inc, rng(seed + 2), plain and side == "client")
   if not ok then failure = failure or verdict_seen; verdict_seen = false end
   received = true
-  if sent and not verdict_sent then send_verdict() end
+  if sent and not verdict then send_verdict() end
   if not failure and not verdict_seen then
     local line, err = w:receive("*l")
     if line ~= "ok" then failure = ("the peer's verdict: %s, %s"):format(tostring(line), tostring(err)) end
@@ -314,10 +315,12 @@ local function run_side(copas, w, p, side, opts)
       end
     end
   end
-  if not verdict_sent then
-    if failure then w:close() else
+  if verdict ~= "sent" then
+    if failure and not verdict then
+      w:close()   -- unblocks a sender stuck on a peer that stopped reading
+    else
       waiting = coroutine.running()
-      while not verdict_sent do copas.pauseforever() end
+      while verdict ~= "sent" do copas.pauseforever() end
     end
   end
   if failure then return describe_plan(p, side, opts) .. ": " .. failure, inc.pos end
@@ -552,15 +555,6 @@ describe("no data lost", function()
       or "100 connections of 1 B .. 1 MB and one of 16 MB"), function()
     if not has_ssl then pending("LuaSec not available") return end
     if not c then pending("openssl not available") return end
-    if HEAVY and os.getenv("COPAS_HEAVY_TLS") ~= "1" then
-      -- an open failure: in about half of the runs on a loaded 2-CPU machine
-      -- one connection with small buffers ends with "the peer's verdict:
-      -- nil, unexpected eof while reading" (the peer closed before its
-      -- verdict arrived). It happens on the tree of 2026-11-23 before that
-      -- day's changes too; docs/robustness.md, "Known limits"
-      pending("heavy TLS run: set COPAS_HEAVY_TLS=1 (open failure, see docs/robustness.md)")
-      return
-    end
     local opts = options(true, c)
     check(opts, transfer(opts, c))
   end)
