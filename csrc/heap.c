@@ -1,55 +1,61 @@
-/* heap.c: binary min-heap on (when, seq); see heap.h. */
+/* heap.c: 4-ary min-heap on (when, seq); see heap.h. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "heap.h"
 
+#define LINE 64
 
-static int less(const struct cps_heap_node *a, const struct cps_heap_node *b) {
+
+/* the deadline decides; only a tie reads the nodes for their order */
+static int less(const struct cps_heap_slot *a, const struct cps_heap_slot *b) {
     if (a->when != b->when)
         return a->when < b->when;
-    return a->seq < b->seq;
+    return a->node->seq < b->node->seq;
 }
 
 
-static void place(struct cps_heap *h, size_t i, struct cps_heap_node *n) {
-    h->nodes[i] = n;
-    n->index = i;
+static void place(struct cps_heap *h, size_t i, struct cps_heap_slot s) {
+    h->slots[i] = s;
+    s.node->index = i;
 }
 
 
-static void sift_up(struct cps_heap *h, size_t i) {
-    struct cps_heap_node *n = h->nodes[i];
+static void sift_up(struct cps_heap *h, size_t i, struct cps_heap_slot s) {
     while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!less(n, h->nodes[parent]))
+        size_t parent = cps_heap_parent(i);
+        if (!less(&s, &h->slots[parent]))
             break;
-        place(h, i, h->nodes[parent]);
+        place(h, i, h->slots[parent]);
         i = parent;
     }
-    place(h, i, n);
+    place(h, i, s);
 }
 
 
-static void sift_down(struct cps_heap *h, size_t i) {
-    struct cps_heap_node *n = h->nodes[i];
+static void sift_down(struct cps_heap *h, size_t i, struct cps_heap_slot s) {
     for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= h->len)
+        size_t first = i * CPS_HEAP_ARITY + 1, end, best, c;
+        if (first >= h->len)
             break;
-        if (child + 1 < h->len && less(h->nodes[child + 1], h->nodes[child]))
-            child++;
-        if (!less(h->nodes[child], n))
+        end = first + CPS_HEAP_ARITY < h->len ? first + CPS_HEAP_ARITY : h->len;
+        best = first;
+        for (c = first + 1; c < end; c++)
+            if (less(&h->slots[c], &h->slots[best]))
+                best = c;
+        if (!less(&h->slots[best], &s))
             break;
-        place(h, i, h->nodes[child]);
-        i = child;
+        place(h, i, h->slots[best]);
+        i = best;
     }
-    place(h, i, n);
+    place(h, i, s);
 }
 
 
 void cps_heap_init(struct cps_heap *h) {
-    h->nodes = NULL;
+    h->slots = NULL;
+    h->mem = NULL;
     h->len = h->cap = 0;
     h->seq = 0;
 }
@@ -58,49 +64,57 @@ void cps_heap_init(struct cps_heap *h) {
 void cps_heap_free(struct cps_heap *h) {
     size_t i;
     for (i = 0; i < h->len; i++)
-        h->nodes[i]->index = CPS_HEAP_NONE;
-    free(h->nodes);
+        h->slots[i].node->index = CPS_HEAP_NONE;
+    free(h->mem);
     cps_heap_init(h);
 }
 
 
+/* Grows by doubling into a fresh line-aligned block (realloc would not
+   keep the alignment). Slot 0 sits just before a line boundary, so every
+   group of four children, slots 4k+1 .. 4k+4, fills one line. */
 int cps_heap_reserve(struct cps_heap *h, size_t extra) {
     size_t need = h->len + extra, cap;
-    struct cps_heap_node **nodes;
+    const size_t lead = LINE - sizeof(struct cps_heap_slot);
+    void *mem;
     if (need <= h->cap)
         return 0;
     cap = h->cap ? h->cap : 64;
     while (cap < need)
         cap *= 2;
-    nodes = realloc(h->nodes, cap * sizeof *nodes);
-    if (nodes == NULL)
+    if (posix_memalign(&mem, LINE, lead + cap * sizeof(struct cps_heap_slot)) != 0)
         return -ENOMEM;
-    h->nodes = nodes;
+    if (h->len)
+        memcpy((char *)mem + lead, h->slots, h->len * sizeof(struct cps_heap_slot));
+    free(h->mem);
+    h->mem = mem;
+    h->slots = (struct cps_heap_slot *)((char *)mem + lead);
     h->cap = cap;
     return 0;
 }
 
 
 void cps_heap_push(struct cps_heap *h, struct cps_heap_node *n, double when) {
+    struct cps_heap_slot s;
     n->when = when;
     n->seq = h->seq++;
-    place(h, h->len++, n);
-    sift_up(h, n->index);
+    s.when = when;
+    s.node = n;
+    sift_up(h, h->len++, s);
 }
 
 
 void cps_heap_remove(struct cps_heap *h, struct cps_heap_node *n) {
     size_t i = n->index;
-    struct cps_heap_node *last;
+    struct cps_heap_slot last;
     if (i == CPS_HEAP_NONE)
         return;
     n->index = CPS_HEAP_NONE;
-    last = h->nodes[--h->len];
+    last = h->slots[--h->len];
     if (i == h->len)
         return;
-    place(h, i, last);
-    if (i > 0 && less(last, h->nodes[(i - 1) / 2]))
-        sift_up(h, i);
+    if (i > 0 && less(&last, &h->slots[cps_heap_parent(i)]))
+        sift_up(h, i, last);
     else
-        sift_down(h, i);
+        sift_down(h, i, last);
 }

@@ -1,8 +1,13 @@
 /*
-** heap.h: a binary min-heap of deadlines. Nodes are embedded in their
+** heap.h: a 4-ary min-heap of deadlines. Nodes are embedded in their
 ** owners (container_of style) and remember their slot, so removal is
 ** O(log n) without a search. Ties on the deadline are broken by insertion
 ** order: timers due together fire in the order they were armed.
+**
+** The array holds each node's deadline next to its pointer, so sifting
+** compares without touching the owners (scattered in memory: with 100 000
+** sleepers a pointer-only binary heap spent most of a wake-up in cache
+** misses). The four children of a slot share one 64-byte cache line.
 */
 #ifndef CPS_HEAP_H
 #define CPS_HEAP_H
@@ -11,6 +16,7 @@
 #include <stdint.h>
 
 #define CPS_HEAP_NONE ((size_t)-1)
+#define CPS_HEAP_ARITY 4
 
 struct cps_heap_node {
     double when;        /* deadline, seconds on the monotonic clock */
@@ -19,8 +25,14 @@ struct cps_heap_node {
     int kind;           /* the owner's tag: which member of it this is */
 };
 
+struct cps_heap_slot {
+    double when;                    /* copy of node->when */
+    struct cps_heap_node *node;
+};
+
 struct cps_heap {
-    struct cps_heap_node **nodes;
+    struct cps_heap_slot *slots;    /* slots[1..4] start a cache line */
+    void *mem;                      /* the allocation slots points into */
     size_t len, cap;
     uint64_t seq;
 };
@@ -37,9 +49,23 @@ void cps_heap_push(struct cps_heap *h, struct cps_heap_node *n, double when);
 /* remove a node that is in the heap (no-op when it is not) */
 void cps_heap_remove(struct cps_heap *h, struct cps_heap_node *n);
 
+/* the node in slot i (i < len), and the slot of i's parent (i > 0) */
+static inline struct cps_heap_node *cps_heap_at(const struct cps_heap *h, size_t i) {
+    return h->slots[i].node;
+}
+
+static inline size_t cps_heap_parent(size_t i) {
+    return (i - 1) / CPS_HEAP_ARITY;
+}
+
 /* earliest node, or NULL */
 static inline struct cps_heap_node *cps_heap_top(const struct cps_heap *h) {
-    return h->len ? h->nodes[0] : NULL;
+    return h->len ? h->slots[0].node : NULL;
+}
+
+/* the earliest deadline; only when the heap is not empty */
+static inline double cps_heap_top_when(const struct cps_heap *h) {
+    return h->slots[0].when;
 }
 
 static inline int cps_heap_contains(const struct cps_heap_node *n) {

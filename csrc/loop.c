@@ -764,12 +764,11 @@ static void settle(lua_State *L, struct cps_loop *loop) {
 
 
 static int wait_ms(struct cps_loop *loop, double timeout) {
-    struct cps_heap_node *top;
     double d = -1;
     if (loop->ready.len)
         return 0;
-    if ((top = cps_heap_top(&loop->heap)) != NULL) {
-        d = top->when - cps_clock_now();
+    if (loop->heap.len) {
+        d = cps_heap_top_when(&loop->heap) - cps_clock_now();
         if (d < 0)
             d = 0;
     }
@@ -820,8 +819,8 @@ static void fired(lua_State *L, struct cps_loop *loop, int n) {
 
 static void timers(lua_State *L, struct cps_loop *loop) {
     double now = cps_clock_now();
-    struct cps_heap_node *n;
-    while ((n = cps_heap_top(&loop->heap)) != NULL && n->when <= now) {
+    while (loop->heap.len && cps_heap_top_when(&loop->heap) <= now) {
+        struct cps_heap_node *n = cps_heap_top(&loop->heap);
         if (n->kind == CPS_NODE_SLEEP) {
             struct cps_thread *th = cps_container_of(n, struct cps_thread, sleep);
             cps_loop_make_ready(loop, th, th->state == CPS_T_IO ? CPS_R_TIMEOUT : CPS_R_ELAPSED);

@@ -393,11 +393,12 @@ static void check_all(void) {
     CHECK(h->len == (size_t)hn, "heap has %zu nodes, model %d", h->len, hn);
     for (i = 0; i < hn; i++) {
         const struct cps_heap_node *n = H[i].n;
-        CHECK(n->index < h->len && h->nodes[n->index] == n, "heap: node %d lost its slot", i);
+        CHECK(n->index < h->len && cps_heap_at(h, n->index) == n, "heap: node %d lost its slot", i);
+        CHECK(h->slots[n->index].when == n->when, "heap: slot of node %d holds another deadline", i);
         CHECK(n->when == H[i].when && n->seq == H[i].seq, "heap: node %d changed key", i);
     }
     for (i = 1; i < hn; i++)
-        CHECK(!less(h->nodes[i], h->nodes[(i - 1) / 2]), "heap order broken at %d", i);
+        CHECK(!less(cps_heap_at(h, i), cps_heap_at(h, cps_heap_parent(i))), "heap order broken at %d", i);
     k = m_heap_min();
     CHECK(cps_heap_top(h) == (k < 0 ? NULL : H[k].n), "heap top is not the model's minimum");
 
