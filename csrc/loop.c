@@ -763,11 +763,16 @@ static void settle(lua_State *L, struct cps_loop *loop) {
 }
 
 
-static int wait_ms(struct cps_loop *loop, double timeout) {
-    double d = -1;
-    if (loop->ready.len)
-        return 0;
-    if (loop->heap.len) {
+/* How long the poller may block: 0 when something is runnable, else until
+   the earliest deadline, capped by `timeout` (< 0: no cap). Fills *ts and
+   returns it, or NULL to block until an event. Nanoseconds are rounded up:
+   never early. */
+static struct timespec *wait_time(struct cps_loop *loop, double timeout, struct timespec *ts) {
+    double d = -1, ns;
+    long nsl;
+    if (loop->ready.len) {
+        d = 0;
+    } else if (loop->heap.len) {
         d = cps_heap_top_when(&loop->heap) - cps_clock_now();
         if (d < 0)
             d = 0;
@@ -775,11 +780,22 @@ static int wait_ms(struct cps_loop *loop, double timeout) {
     if (timeout >= 0 && (d < 0 || timeout < d))
         d = timeout;
     if (d < 0)
-        return -1;
-    d *= 1000;
-    if (d >= INT_MAX)
-        return INT_MAX;
-    return (int)d + ((double)(int)d < d);       /* round up: never early */
+        return NULL;
+    if (d >= (double)INT_MAX) {
+        ts->tv_sec = INT_MAX;
+        ts->tv_nsec = 0;
+        return ts;
+    }
+    ts->tv_sec = (time_t)d;
+    ns = (d - (double)ts->tv_sec) * 1e9;
+    nsl = (long)ns;
+    nsl += (double)nsl < ns;
+    if (nsl >= 1000000000L) {
+        ts->tv_sec++;
+        nsl = 0;
+    }
+    ts->tv_nsec = nsl;
+    return ts;
 }
 
 
@@ -853,15 +869,13 @@ static void run(lua_State *L, struct cps_loop *loop) {
 
 
 int cps_loop_step(lua_State *L, struct cps_loop *loop, double timeout) {
-    int n = 0, ms;
+    int n = 0;
+    struct timespec ts = { 0, 0 }, *wait = &ts;
     settle(L, loop);
-    if (loop->ready.len == 0 && cps_heap_top(&loop->heap) == NULL
-        && loop->n_io == 0 && loop->n_servers == 0)
-        ms = 0;                                 /* nothing could ever wake us */
-    else
-        ms = wait_ms(loop, timeout);
-    if (ms != 0 || loop->n_io || loop->n_servers) {
-        n = loop->ops->wait(loop->poller, loop->fired, CPS_FIRED_MAX, ms);
+    if (loop->ready.len || loop->heap.len || loop->n_io || loop->n_servers)
+        wait = wait_time(loop, timeout, &ts);   /* else nothing could wake us */
+    if (wait == NULL || wait->tv_sec || wait->tv_nsec || loop->n_io || loop->n_servers) {
+        n = loop->ops->wait(loop->poller, loop->fired, CPS_FIRED_MAX, wait);
         if (n < 0)
             return n;
     }

@@ -10,8 +10,15 @@
 
 #define BATCH 1024
 
+/* epoll_pwait2 (Linux 5.11, glibc 2.35) takes a timespec; before that,
+   epoll_wait and whole milliseconds */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define HAVE_PWAIT2 1
+#endif
+
 struct cps_poller {
     int epfd;
+    int pwait2;         /* epoll_pwait2 works here */
     struct epoll_event events[BATCH];
 };
 
@@ -26,6 +33,11 @@ static int create(struct cps_poller **out) {
         free(p);
         return -err;
     }
+#ifdef HAVE_PWAIT2
+    p->pwait2 = 1;
+#else
+    p->pwait2 = 0;
+#endif
     *out = p;
     return 0;
 }
@@ -60,11 +72,20 @@ static void unwatch(struct cps_poller *p, int fd) {
 }
 
 
-static int wait_events(struct cps_poller *p, struct cps_fired *out, int max, int timeout_ms) {
-    int n, i;
+static int wait_events(struct cps_poller *p, struct cps_fired *out, int max,
+                       const struct timespec *timeout) {
+    int n = -1, i;
     if (max > BATCH)
         max = BATCH;
-    n = epoll_wait(p->epfd, p->events, max, timeout_ms);
+#ifdef HAVE_PWAIT2
+    if (p->pwait2) {
+        n = epoll_pwait2(p->epfd, p->events, max, timeout, NULL);
+        if (n < 0 && errno == ENOSYS)
+            p->pwait2 = 0;      /* an older kernel: milliseconds from now on */
+    }
+#endif
+    if (!p->pwait2)
+        n = epoll_wait(p->epfd, p->events, max, cps_poller_ms(timeout));
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     for (i = 0; i < n; i++) {

@@ -84,9 +84,14 @@ static void unwatch(struct cps_poller *p, int fd) {
 }
 
 
-static int wait_events(struct cps_poller *p, struct cps_fired *out, int max, int timeout_ms) {
+static int wait_events(struct cps_poller *p, struct cps_fired *out, int max,
+                       const struct timespec *timeout) {
     int n, i, k = 0;
-    n = poll(p->fds, (nfds_t)p->len, timeout_ms);
+#ifdef __linux__
+    n = ppoll(p->fds, (nfds_t)p->len, timeout, NULL);
+#else
+    n = poll(p->fds, (nfds_t)p->len, cps_poller_ms(timeout));
+#endif
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     for (i = 0; i < p->len && k < max && n > 0; i++) {

@@ -71,16 +71,11 @@ static int dead_ones(struct cps_poller *p, struct cps_fired *out, int max) {
 }
 
 
-static int wait_events(struct cps_poller *p, struct cps_fired *out, int max, int timeout_ms) {
+static int wait_events(struct cps_poller *p, struct cps_fired *out, int max,
+                       const struct timespec *timeout) {
     fd_set rd = p->rd, wr = p->wr;
-    struct timeval tv, *tvp = NULL;
     int n, fd, k = 0;
-    if (timeout_ms >= 0) {
-        tv.tv_sec = timeout_ms / 1000;
-        tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
-        tvp = &tv;
-    }
-    n = select(p->maxfd + 1, &rd, &wr, NULL, tvp);
+    n = pselect(p->maxfd + 1, &rd, &wr, NULL, timeout, NULL);
     if (n < 0) {
         if (errno == EINTR)
             return 0;

@@ -128,9 +128,11 @@ static void fake_unwatch(struct cps_poller *p, int fd) {
     (void)p; (void)fd;
 }
 
-static int fake_wait(struct cps_poller *p, struct cps_fired *out, int max, int timeout_ms) {
+static int fake_wait(struct cps_poller *p, struct cps_fired *out, int max,
+                     const struct timespec *timeout) {
     (void)p;
-    CHECK(timeout_ms == 0, "step(0) waited %d ms", timeout_ms);
+    CHECK(timeout != NULL && timeout->tv_sec == 0 && timeout->tv_nsec == 0,
+          "step(0) waited");
     CHECK(max >= nscript, "wait: room for %d", max);
     memcpy(out, script, (size_t)nscript * sizeof *out);
     waited = 1;

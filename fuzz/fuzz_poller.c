@@ -274,7 +274,8 @@ static void op_wait(void) {
     int n, i, k, max = (int)(byte() % (NEND + 2)) + 1, seen[NEND] = { 0 };
     unsigned must[NEND], may[NEND];
     int expected = 0;
-    n = ops->wait(poller, out, max, 0);
+    const struct timespec zero = { 0, 0 };
+    n = ops->wait(poller, out, max, &zero);
     CHECK(n >= 0 && n <= max, "%s: wait returned %d (max %d)", ops->name, n, max);
     for (i = 0; i < NEND; i++) {
         expect(i, &must[i], &may[i]);
