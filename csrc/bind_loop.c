@@ -442,6 +442,41 @@ static int l_new(lua_State *L) {
 }
 
 
+/* copas.pause in C: one call level less than a Lua function calling
+   coroutine.yield, which for a new thread is one CallInfo allocation less
+   on its first run. A number that is not NaN yields at once; anything else,
+   and every call while debugging, first goes through the Lua function
+   `slow` (upvalue 2), which raises on bad input, logs, and returns the
+   seconds to sleep. */
+static int pause_yield(lua_State *L) {
+    const struct cps_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
+    double s = 0;
+    if (lua_type(L, 1) == LUA_TNUMBER && !loop->debug)
+        s = lua_tonumber(L, 1);
+    if (s != s || loop->debug || lua_type(L, 1) != LUA_TNUMBER) {
+        lua_settop(L, 1);
+        lua_pushvalue(L, lua_upvalueindex(2));
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        s = lua_tonumber(L, -1);
+    }
+    lua_settop(L, 0);
+    lua_pushnumber(L, s < 0 ? 0 : s);
+    lua_pushlightuserdata(L, (void *)&cps_mark_sleep);
+    return lua_yield(L, 2);
+}
+
+
+/* loop:pausefn(slow) -> the C pause above, bound to this loop */
+static int l_pausefn(lua_State *L) {
+    luaL_checkudata(L, 1, LOOP_MT);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    lua_pushcclosure(L, pause_yield, 2);
+    return 1;
+}
+
+
 static int l_now(lua_State *L) {
     lua_pushnumber(L, cps_clock_now());
     return 1;
@@ -463,7 +498,8 @@ static const luaL_Reg loop_methods[] = {
     { "getsocket", l_getsocket },
     { "sethooks", l_sethooks }, { "debug", l_debug }, { "backend", l_backend },
     { "state", l_state }, { "current", l_current }, { "newset", l_newset },
-    { "task", l_task }, { "untask", l_untask }, { "sweep", l_sweep }, { NULL, NULL }
+    { "task", l_task }, { "untask", l_untask }, { "sweep", l_sweep },
+    { "pausefn", l_pausefn }, { NULL, NULL }
 };
 
 static const luaL_Reg set_methods[] = {

@@ -392,21 +392,32 @@ function copas.removethread(co)
   if closeskt ~= nil then close_quietly(closeskt) end
 end
 
---- Yields the running thread for `s` seconds.
--- Raises for a non-number other than nil.
--- @param s seconds; nil, 0 or negative yields for one round
--- @return the seconds actually slept (less than `s` when woken early with
--- `wakeup`)
-function copas.pause(s)
+-- copas.pause runs in the core (one call level less than a Lua function
+-- around coroutine.yield); this is its path for anything but a plain
+-- number, and for every call while debugging: raises on bad input, logs,
+-- and returns the seconds to sleep
+local function pause_slow(s)
   if type(s) ~= "number" or s ~= s then
-    if s ~= nil then check_seconds(s, 1, "pause") end
+    if s ~= nil then
+      -- levels: argerror, check_type, this function, the C pause, its caller
+      check_type(s, "number", 1, "pause", false, 5)
+      argerror(1, "pause", "number expected, got NaN", 4)
+    end
     s = 0
   elseif s < 0 then
     s = 0
   end
   if debug_log then debug_log("yielding '", copas.getthreadname(), "' to SLEEP for ", s, " seconds") end
-  return yield(s, SLEEP)
+  return s
 end
+
+--- Yields the running thread for `s` seconds.
+-- Raises for a non-number other than nil.
+-- @function copas.pause
+-- @param s seconds; nil, 0 or negative yields for one round
+-- @return the seconds actually slept (less than `s` when woken early with
+-- `wakeup`)
+copas.pause = loop:pausefn(pause_slow)
 
 --- Yields the running thread until `wakeup` is called for it. Such a thread
 -- does not keep the loop alive.
