@@ -37,6 +37,13 @@ static inline int cps_resume(lua_State *co, lua_State *from, int nargs, int *nre
 #define luaL_newlib(L, reg) (lua_newtable(L), luaL_register((L), NULL, (reg)))
 #endif
 
+/* the size of a userdata */
+#if LUA_VERSION_NUM >= 502
+#define cps_rawlen(L, idx) lua_rawlen((L), (idx))
+#else
+#define cps_rawlen(L, idx) lua_objlen((L), (idx))
+#endif
+
 #if defined(__GNUC__)
 #define CPS_EXPORT __attribute__((visibility("default")))
 #else

@@ -30,6 +30,7 @@ int cps_loop_init(struct cps_loop *loop, const struct cps_poller_ops *ops) {
     cps_threads_init(&loop->threads);
     cps_ready_init(&loop->ready);
     cps_heap_init(&loop->heap);
+    cps_fdclasses_init(&loop->fdclasses);
     cps_waitset_init(&loop->ws);
     loop->socks_ref = loop->hooks_ref = loop->idle_ref = LUA_NOREF;
     if ((err = ops->create(&loop->poller)) < 0)
@@ -126,28 +127,6 @@ static int same_sock(lua_State *L, struct cps_loop *loop, int fd, int idx) {
     eq = !lua_isnil(L, -1) && lua_rawequal(L, -1, idx);
     lua_pop(L, 1);
     return eq;
-}
-
-
-static int l_getfd(lua_State *L) {
-    lua_getfield(L, 1, "getfd");
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
-    return 1;
-}
-
-
-int cps_loop_getfd(lua_State *L, int idx) {
-    int fd = -1, t = lua_type(L, idx);
-    if (t != LUA_TUSERDATA && t != LUA_TTABLE)
-        return -1;
-    lua_pushvalue(L, idx);
-    lua_pushcfunction(L, l_getfd);
-    lua_insert(L, -2);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TNUMBER)
-        fd = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return fd;
 }
 
 
@@ -539,7 +518,7 @@ static void on_yield(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
         lua_pushvalue(co, base);
         lua_xmove(co, L, 1);                    /* socket on L */
         lua_pop(co, nres);
-        fd = cps_loop_getfd(L, -1);
+        fd = cps_sockfd(L, &loop->fdclasses, -1);
         wait_io(L, loop, th, fd, mark == &cps_mark_read ? CPS_READ : CPS_WRITE,
                 has_deadline, deadline);
         lua_pop(L, 1);
@@ -681,7 +660,7 @@ static void forget_fd(lua_State *L, struct cps_loop *loop, int fd, struct cps_fd
 
 
 void cps_loop_forget_socket(lua_State *L, struct cps_loop *loop, int idx) {
-    int fd = cps_loop_getfd(L, idx);
+    int fd = cps_sockfd(L, &loop->fdclasses, idx);
     struct cps_fdent *e = cps_waitset_find(&loop->ws, fd);
     if (e != NULL && e->claimed && same_sock(L, loop, fd, idx))
         forget_fd(L, loop, fd, e);
@@ -689,7 +668,7 @@ void cps_loop_forget_socket(lua_State *L, struct cps_loop *loop, int idx) {
 
 
 int cps_loop_add_server(lua_State *L, struct cps_loop *loop, int idx) {
-    int fd = cps_loop_getfd(L, idx), err;
+    int fd = cps_sockfd(L, &loop->fdclasses, idx), err;
     struct cps_fdent *e;
     if (fd < 0)
         return -EBADF;
@@ -713,7 +692,7 @@ int cps_loop_add_server(lua_State *L, struct cps_loop *loop, int idx) {
 
 
 void cps_loop_remove_server(lua_State *L, struct cps_loop *loop, int idx) {
-    int fd = cps_loop_getfd(L, idx);
+    int fd = cps_sockfd(L, &loop->fdclasses, idx);
     struct cps_fdent *e = cps_waitset_find(&loop->ws, fd);
     if (e == NULL || !e->server || !same_sock(L, loop, fd, idx))
         return;

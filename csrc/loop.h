@@ -11,6 +11,7 @@
 #include "heap.h"
 #include "poller.h"
 #include "ready.h"
+#include "sockfd.h"
 #include "taskset.h"
 #include "thread.h"
 #include "waitset.h"
@@ -43,6 +44,7 @@ struct cps_loop {
     struct cps_heap heap;
     struct cps_waitset ws;
     struct cps_fired fired[CPS_FIRED_MAX];
+    struct cps_fdclasses fdclasses;
     size_t n_sleep;         /* CPS_T_SLEEP threads */
     size_t n_io;            /* CPS_T_IO threads */
     size_t n_io_deadline;   /* of which with a deadline */
@@ -111,9 +113,6 @@ void cps_loop_sweep(lua_State *L, struct cps_loop *loop);
 
 /* push the message for a poller error (-err from a backend) */
 void cps_loop_pusherror(lua_State *L, int err);
-
-/* the descriptor of the socket at `idx` (its getfd()), or -1 */
-int cps_loop_getfd(lua_State *L, int idx);
 
 /* task sets */
 struct cps_thread *cps_loop_spawn_task(lua_State *L, struct cps_loop *loop,

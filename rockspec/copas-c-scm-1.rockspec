@@ -49,6 +49,7 @@ build = {
         "csrc/pool.c",
         "csrc/ready.c",
         "csrc/resolve.c",
+        "csrc/sockfd.c",
         "csrc/taskset.c",
         "csrc/thread.c",
         "csrc/waitset.c",

@@ -1,0 +1,81 @@
+/* sockfd.c: the descriptor of a socket object; see sockfd.h. */
+#include <string.h>
+
+#include "compat.h"
+#include "sockfd.h"
+
+/* LuaSocket's and LuaSec's class names (their registry metatables) */
+static const char *const known[] = {
+    "tcp{master}", "tcp{client}", "tcp{server}",
+    "udp{unconnected}", "udp{connected}", "SSL:Connection", NULL
+};
+
+
+void cps_fdclasses_init(struct cps_fdclasses *c) {
+    memset(c, 0, sizeof *c);
+}
+
+
+static int l_getfd(lua_State *L) {
+    lua_getfield(L, 1, "getfd");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+
+/* skt:getfd(), protected */
+static int ask(lua_State *L, int idx) {
+    int fd = -1, t = lua_type(L, idx);
+    if (t != LUA_TUSERDATA && t != LUA_TTABLE)
+        return -1;
+    lua_pushcfunction(L, l_getfd);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TNUMBER)
+        fd = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return fd;
+}
+
+
+/* the metatable on top of L is one of the known classes' */
+static int is_known(lua_State *L) {
+    int i, eq = 0;
+    for (i = 0; known[i] != NULL && !eq; i++) {
+        lua_getfield(L, LUA_REGISTRYINDEX, known[i]);
+        eq = lua_rawequal(L, -1, -2);
+        lua_pop(L, 1);
+    }
+    return eq;
+}
+
+
+/* after getfd answered fd for the userdata at idx: trust its class from
+   now on if it is a known one and its first int is that descriptor */
+static void learn(lua_State *L, struct cps_fdclasses *c, int idx, int fd) {
+    if (fd < 0 || c->n == CPS_FDCLASSES_MAX || lua_type(L, idx) != LUA_TUSERDATA
+        || cps_rawlen(L, idx) < sizeof(int) || *(const int *)lua_touserdata(L, idx) != fd
+        || !lua_getmetatable(L, idx))
+        return;
+    if (is_known(L))
+        c->mt[c->n++] = lua_topointer(L, -1);
+    lua_pop(L, 1);
+}
+
+
+int cps_sockfd(lua_State *L, struct cps_fdclasses *c, int idx) {
+    int fd;
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    if (lua_type(L, idx) == LUA_TUSERDATA && c->n && lua_getmetatable(L, idx)) {
+        const void *mt = lua_topointer(L, -1);
+        int i;
+        lua_pop(L, 1);
+        for (i = 0; i < c->n; i++)
+            if (c->mt[i] == mt)
+                return *(const int *)lua_touserdata(L, idx);
+    }
+    fd = ask(L, idx);
+    learn(L, c, idx, fd);
+    return fd;
+}
