@@ -72,12 +72,28 @@ local sock_timeouts = setmetatable({}, weak_keys)   -- socket -> {connect, send,
 local servers = {}                                  -- server socket -> {handler, count}
 local exit_waiters = {}                             -- threads in waitforexit, in order
 
--- sockets made non-blocking: true, or DRAINED (see do_receive); one table
--- for both keeps an idle connection small
+-- sockets made non-blocking: true (TCP), DRAINED (TCP, see do_receive) or
+-- UDP. One table for all keeps an idle connection small, and a TCP mark
+-- lets receive and send skip their checks.
 local nonblocking = setmetatable({}, weak_keys)
-local DRAINED = "drained"
+local DRAINED, UDP = "drained", "udp"
 local debug_log                                     -- logger while debugging
 local exiting = false
+
+
+local udp_classes = setmetatable({}, weak_keys)   -- metatable -> is it UDP?
+
+local function is_udp(skt)
+  if type(skt) ~= "userdata" then return false end
+  local mt = getmetatable(skt) or false
+  local udp = udp_classes[mt]
+  if udp == nil then
+    local class = skt.class
+    udp = type(class) == "string" and class:sub(1, 3) == "udp"
+    udp_classes[mt] = udp
+  end
+  return udp
+end
 
 
 -- The socket functions work on raw sockets whatever their LuaSocket
@@ -85,7 +101,7 @@ local exiting = false
 local function make_nonblocking(skt)
   if not nonblocking[skt] then
     skt:settimeout(0)
-    nonblocking[skt] = true
+    nonblocking[skt] = is_udp(skt) and UDP or true
   end
 end
 
@@ -809,20 +825,6 @@ local function direction(err)
   return err == "wantwrite" and WRITE or READ
 end
 
-local udp_classes = setmetatable({}, weak_keys)   -- metatable -> is it UDP?
-
-local function is_udp(skt)
-  if type(skt) ~= "userdata" then return false end
-  local mt = getmetatable(skt) or false
-  local udp = udp_classes[mt]
-  if udp == nil then
-    local class = skt.class
-    udp = type(class) == "string" and class:sub(1, 3) == "udp"
-    udp_classes[mt] = udp
-  end
-  return udp
-end
-
 local function index(v, k) return v[k] end
 
 -- raises unless `skt` is a table or userdata (and, given `method`, has
@@ -938,14 +940,16 @@ end
 -- @return `data`, or `nil, err, partial` (`err` is `"closed"`, `"timeout"`,
 -- or the system's message)
 function copas.receive(client, pattern, part)
-  -- a userdata of a class met before as TCP skips the checks
-  if type(client) ~= "userdata" or udp_classes[getmetatable(client)] ~= false then
-    check_socket(client, "receive")
-    if is_udp(client) then
-      if (type(pattern) ~= "number" and pattern ~= nil) or (pattern and pattern < 0) then
-        argerror(2, "receive", "non-negative number expected for a UDP socket")
+  do  -- a socket marked TCP before skips the checks
+    local mark = nonblocking[client]
+    if mark ~= true and mark ~= DRAINED then
+      check_socket(client, "receive")
+      if is_udp(client) then
+        if (type(pattern) ~= "number" and pattern ~= nil) or (pattern and pattern < 0) then
+          argerror(2, "receive", "non-negative number expected for a UDP socket")
+        end
+        return copas.receivefrom(client, pattern, true)
       end
-      return copas.receivefrom(client, pattern, true)
     end
   end
   if pattern == nil then
@@ -1024,14 +1028,17 @@ end
 -- @return the index of the last byte sent, or `nil, err, last` with the
 -- index of the last byte that was sent
 function copas.send(client, data, from, to)
-  if type(client) ~= "userdata" or udp_classes[getmetatable(client)] ~= false then
-    check_socket(client, "send")
-    check_data(data, from, to, "send")
-    if is_udp(client) then return client:send(data) end
-  elseif type(data) ~= "string" or from ~= nil or to ~= nil then
-    check_data(data, from, to, "send")
+  do  -- (a block: the mark's register is free again for the loop below)
+    local mark = nonblocking[client]
+    if mark ~= true and mark ~= DRAINED then
+      check_socket(client, "send")
+      check_data(data, from, to, "send")
+      if is_udp(client) then return client:send(data) end
+      if not mark then make_nonblocking(client) end
+    elseif type(data) ~= "string" or from ~= nil or to ~= nil then
+      check_data(data, from, to, "send")
+    end
   end
-  if not nonblocking[client] then make_nonblocking(client) end
   local t = sock_timeouts[client]
   t = t and t.send
   local deadline = t and t > 0 and now() + t or nil
