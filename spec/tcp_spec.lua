@@ -283,6 +283,30 @@ describe("data delivery", function()
     assert.is_true(elapsed < 0.5, "second receive took " .. elapsed .. " s")
   end)
 
+  it("lets other threads run while a reader never has to wait (API 1.5)", function()
+    -- 20 000 one-byte receives from a socket whose data is all there:
+    -- none of them waits, and still the reader yields now and then, so a
+    -- thread looping on pause(0) keeps running. Counted in operations, not
+    -- time: the reader yields once per 64 (asserted: at least per 100).
+    local a, b = pair()
+    local n = 20000
+    a:send(("x"):rep(n))
+    local reads, other, done = 0, 0, false
+    run(function()
+      copas.addthread(function()
+        while not done do other = other + 1; copas.pause(0) end
+      end)
+      for _ = 1, n do
+        assert(copas.receive(b, 1) == "x")
+        reads = reads + 1
+      end
+      done = true
+    end)
+    a:close() b:close()
+    assert.equal(n, reads)
+    assert.is_true(other >= n / 100, ("the other thread ran %d times during %d reads"):format(other, n))
+  end)
+
   it("assembles a line from a peer sending one byte at a time", function()
     local a, b = pair()
     local msg = "hello, byte by byte\n"
