@@ -797,8 +797,9 @@ local function maybe_yield()
 end
 
 -- the end of an operation that completed without waiting
+-- (its callers count the operation in `unyielded` and return at once
+-- while under the budget and not testing: no vararg call on the fast path)
 local function done(...)
-  unyielded = unyielded + 1
   if unyielded >= UNYIELDED_BUDGET then maybe_yield() end
   if test_mode then op_end() end
   return ...
@@ -816,7 +817,7 @@ local function wait(skt, dir, deadline)
   unyielded = 0
   if debug_log then log_wait(skt, dir) end
   local r = yield(skt, dir, deadline)
-  if type(r) == "string" then error(r, 0) end
+  if r ~= true and type(r) == "string" then error(r, 0) end
   if r == false and test_mode then timeout_flags[coroutine_running()] = true end
   return r
 end
@@ -915,7 +916,11 @@ local function do_receive(client, pattern, part, partial, timeout)
     do
       local before, s, err = part
       s, err, part = client:receive(pattern, part)
-      if s or not must_wait[err] then return done(s, err, part) end
+      if s or not must_wait[err] then
+        unyielded = unyielded + 1
+        if unyielded < UNYIELDED_BUDGET and not test_mode then return s, err, part end
+        return done(s, err, part)
+      end
       if partial and part ~= nil and part ~= "" and part ~= before then
         return finish(nil, timeout_error(err), part)
       end
@@ -1047,7 +1052,11 @@ function copas.send(client, data, from, to)
   repeat
     local s, err
     s, err, last = client:send(data, last + 1, to)
-    if s or not must_wait[err] then return done(s, err, last) end
+    if s or not must_wait[err] then
+      unyielded = unyielded + 1
+      if unyielded < UNYIELDED_BUDGET and not test_mode then return s, err, last end
+      return done(s, err, last)
+    end
     if not wait(client, err == "wantread" and READ or WRITE, deadline) then
       s, err, last = client:send(data, last + 1, to)
       if s or not must_wait[err] then return finish(s, err, last) end
