@@ -1,7 +1,7 @@
 # libFuzzer targets (fuzz/, docs/fuzzing.md)
 #
 #   make fuzz                  build both targets into build/fuzz/ and run them
-#                              side by side, FUZZ_TIME seconds each (default 30)
+#                              side by side, FUZZ_TIME seconds each (default 60)
 #   make fuzz-build            only build them
 #
 # FUZZ_CC must be a clang with libFuzzer (Debian: clang-14, libclang-rt-14-dev).
@@ -10,7 +10,7 @@
 # build/fuzz/ as crash-<sha1> and fails the goal.
 
 FUZZ_CC ?= $(shell command -v clang-14 >/dev/null 2>&1 && echo clang-14 || echo clang)
-FUZZ_TIME ?= 30
+FUZZ_TIME ?= 60
 # longest input libFuzzer makes up: about 400 operations for fuzz_core
 FUZZ_MAX_LEN ?= 1024
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
