@@ -450,10 +450,9 @@ static int l_new(lua_State *L) {
    seconds to sleep. */
 static int pause_yield(lua_State *L) {
     const struct cps_loop *loop = lua_touserdata(L, lua_upvalueindex(1));
-    double s = 0;
-    if (lua_type(L, 1) == LUA_TNUMBER && !loop->debug)
-        s = lua_tonumber(L, 1);
-    if (s != s || loop->debug || lua_type(L, 1) != LUA_TNUMBER) {
+    int plain = lua_type(L, 1) == LUA_TNUMBER && !loop->debug;
+    double s = plain ? lua_tonumber(L, 1) : 0;
+    if (!plain || s != s) {
         lua_settop(L, 1);
         lua_pushvalue(L, lua_upvalueindex(2));
         lua_pushvalue(L, 1);
