@@ -6,16 +6,7 @@ local copas
 
 local YIELD_MSG = "coroutine.yield was called without a resume first, user-code cannot yield to Copas"
 
-local function socketpair()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  local a = assert(socket.connect("127.0.0.1", port))
-  local b = assert(server:accept())
-  server:close()
-  a:settimeout(0)
-  b:settimeout(0)
-  return a, b
-end
+local socketpair = helpers.pair
 
 -- replaces _G.print for the duration of fn; returns the printed lines
 -- (arguments joined by tabs, as print does)

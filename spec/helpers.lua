@@ -164,11 +164,11 @@ function helpers.run_lua(code, env, limit)
   return (out:gsub("exit:%d+%s*$", "")), status
 end
 
---- Two connected, non-blocking TCP sockets over 127.0.0.1.
-function helpers.pair()
+--- Two connected, non-blocking TCP sockets over `host` (default 127.0.0.1).
+function helpers.pair(host)
   local socket = require "socket"
-  local server, port = helpers.listen()
-  local a = assert(socket.connect("127.0.0.1", port))
+  local server, port = helpers.listen(host)
+  local a = assert(socket.connect(host or "127.0.0.1", port))
   local b = assert(server:accept())
   server:close()
   a:settimeout(0)

@@ -1,6 +1,5 @@
 -- pause / pauseforever / sleep / wakeup and argument errors (API.md sections 1, 3)
 local helpers = require "spec.helpers"
-local socket = require "socket"
 
 local copas
 
@@ -9,16 +8,7 @@ local CLOCK_SLACK = 1e-3
 -- tolerance for floating point rounding of (start + s) - start
 local EPS = 1e-9
 
-local function socketpair()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  local a = assert(socket.connect("127.0.0.1", port))
-  local b = assert(server:accept())
-  server:close()
-  a:settimeout(0)
-  b:settimeout(0)
-  return a, b
-end
+local socketpair = helpers.pair
 
 
 describe("copas.pause()", function()

@@ -4,16 +4,7 @@ local socket = require "socket"
 
 local copas
 
-local function socketpair()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  local a = assert(socket.connect("127.0.0.1", port))
-  local b = assert(server:accept())
-  server:close()
-  a:settimeout(0)
-  b:settimeout(0)
-  return a, b
-end
+local socketpair = helpers.pair
 
 local function counts(st)
   return {

@@ -27,15 +27,7 @@ end)()
 local listen = helpers.listen
 
 -- two connected raw TCP sockets, both with LuaSocket timeout 0
-local function pair(host)
-  local server, port = listen(host)
-  local a = assert(socket.connect(host or "127.0.0.1", port))
-  local b = assert(server:accept())
-  server:close()
-  a:settimeout(0)
-  b:settimeout(0)
-  return a, b
-end
+local pair = helpers.pair
 
 -- the results as a table; trailing nils do not count (LuaSocket itself
 -- returns data, nil, nil on success)
