@@ -16,28 +16,6 @@ void cps_fdclasses_init(struct cps_fdclasses *c) {
 }
 
 
-static int l_getfd(lua_State *L) {
-    lua_getfield(L, 1, "getfd");
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
-    return 1;
-}
-
-
-/* skt:getfd(), protected */
-static int ask(lua_State *L, int idx) {
-    int fd = -1, t = lua_type(L, idx);
-    if (t != LUA_TUSERDATA && t != LUA_TTABLE)
-        return -1;
-    lua_pushcfunction(L, l_getfd);
-    lua_pushvalue(L, idx);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TNUMBER)
-        fd = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return fd;
-}
-
-
 /* the metatable on top of L is one of the known classes' */
 static int is_known(lua_State *L) {
     int i, eq = 0;
@@ -63,8 +41,35 @@ static void learn(lua_State *L, struct cps_fdclasses *c, int idx, int fd) {
 }
 
 
+/* (socket, classes) -> socket:getfd(); learns the class from the answer.
+   Runs protected: neither getfd nor the registry lookups may unwind
+   through the core. */
+static int l_ask(lua_State *L) {
+    lua_getfield(L, 1, "getfd");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        learn(L, lua_touserdata(L, 2), 1, (int)lua_tointeger(L, -1));
+    return 1;
+}
+
+
+/* skt:getfd(), protected; -1 unless it answered a number */
+static int ask(lua_State *L, struct cps_fdclasses *c, int idx) {
+    int fd = -1, t = lua_type(L, idx);
+    if (t != LUA_TUSERDATA && t != LUA_TTABLE)
+        return -1;
+    lua_pushcfunction(L, l_ask);
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, c);
+    if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TNUMBER)
+        fd = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return fd;
+}
+
+
 int cps_sockfd(lua_State *L, struct cps_fdclasses *c, int idx) {
-    int fd;
     if (idx < 0)
         idx = lua_gettop(L) + idx + 1;
     if (lua_type(L, idx) == LUA_TUSERDATA && c->n && lua_getmetatable(L, idx)) {
@@ -75,7 +80,5 @@ int cps_sockfd(lua_State *L, struct cps_fdclasses *c, int idx) {
             if (c->mt[i] == mt)
                 return *(const int *)lua_touserdata(L, idx);
     }
-    fd = ask(L, idx);
-    learn(L, c, idx, fd);
-    return fd;
+    return ask(L, c, idx);
 }
