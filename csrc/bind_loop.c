@@ -466,6 +466,22 @@ static int pause_yield(lua_State *L) {
 }
 
 
+/* loop:spend() -> cps_loop_spend, for the socket functions written in Lua */
+static int l_spend(lua_State *L) {
+    lua_pushboolean(L, cps_loop_spend(check_loop(L)));
+    return 1;
+}
+
+
+int cps_bind_iofns(lua_State *L);
+
+/* loop:iofns(...) -> receive, send in C (bind_io.c), or nothing */
+static int l_iofns(lua_State *L) {
+    check_loop(L);
+    return cps_bind_iofns(L);
+}
+
+
 /* loop:pausefn(slow) -> the C pause above, bound to this loop */
 static int l_pausefn(lua_State *L) {
     luaL_checkudata(L, 1, LOOP_MT);
@@ -498,7 +514,7 @@ static const luaL_Reg loop_methods[] = {
     { "sethooks", l_sethooks }, { "debug", l_debug }, { "backend", l_backend },
     { "state", l_state }, { "current", l_current }, { "newset", l_newset },
     { "task", l_task }, { "untask", l_untask }, { "sweep", l_sweep },
-    { "pausefn", l_pausefn }, { NULL, NULL }
+    { "pausefn", l_pausefn }, { "spend", l_spend }, { "iofns", l_iofns }, { NULL, NULL }
 };
 
 static const luaL_Reg set_methods[] = {

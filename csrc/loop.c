@@ -583,6 +583,7 @@ static void run_thread(lua_State *L, struct cps_loop *loop, struct cps_thread *t
     nargs = push_resume(th);
     th->state = CPS_T_RUNNING;
     loop->current = th;
+    loop->spent = 0;
     status = cps_resume(co, L, nargs, &nres);
     loop->current = prev;
     if (status == LUA_YIELD) {

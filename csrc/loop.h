@@ -18,6 +18,11 @@
 
 #define CPS_FIRED_MAX 1024
 
+/* socket operations a thread may complete without waiting in one run
+   before it yields a round, so that a socket that always has data cannot
+   starve the others (API 1.5) */
+#define CPS_SPEND_BUDGET 64
+
 /* tags of heap nodes: which member of struct cps_thread a node is */
 enum { CPS_NODE_SLEEP = 1, CPS_NODE_TIMEOUT = 2 };
 
@@ -56,11 +61,21 @@ struct cps_loop {
     struct cps_thread *current;
     int stepping;
     int debug;
+    unsigned spent;         /* operations of the running thread, see cps_loop_spend */
     int socks_ref;          /* registry: table fd -> socket object */
     int hooks_ref;          /* registry: table of hooks */
     int idle_ref;           /* registry: weak-valued table thread -> coroutine */
     struct cps_stats stats;
 };
+
+/* count an operation that completed without waiting: 1 when the running
+   copas thread has used its budget and should yield a round */
+static inline int cps_loop_spend(struct cps_loop *loop) {
+    if (++loop->spent < CPS_SPEND_BUDGET)
+        return 0;
+    loop->spent = 0;
+    return loop->current != NULL;
+}
 
 int cps_loop_init(struct cps_loop *loop, const struct cps_poller_ops *ops);
 /* release everything; L is used to drop registry references */

@@ -16,27 +16,30 @@ void cps_fdclasses_init(struct cps_fdclasses *c) {
 }
 
 
-/* the metatable on top of L is one of the known classes' */
-static int is_known(lua_State *L) {
+/* the index in `known` of the metatable on top of L, or -1 */
+static int known_class(lua_State *L) {
     int i, eq = 0;
     for (i = 0; known[i] != NULL && !eq; i++) {
         lua_getfield(L, LUA_REGISTRYINDEX, known[i]);
         eq = lua_rawequal(L, -1, -2);
         lua_pop(L, 1);
     }
-    return eq;
+    return eq ? i - 1 : -1;
 }
 
 
 /* after getfd answered fd for the userdata at idx: trust its class from
    now on if it is a known one and its first int is that descriptor */
 static void learn(lua_State *L, struct cps_fdclasses *c, int idx, int fd) {
+    int k;
     if (fd < 0 || c->n == CPS_FDCLASSES_MAX || lua_type(L, idx) != LUA_TUSERDATA
         || cps_rawlen(L, idx) < sizeof(int) || *(const int *)lua_touserdata(L, idx) != fd
         || !lua_getmetatable(L, idx))
         return;
-    if (is_known(L))
+    if ((k = known_class(L)) >= 0) {
+        c->tcp_client[c->n] = k == 1;
         c->mt[c->n++] = lua_topointer(L, -1);
+    }
     lua_pop(L, 1);
 }
 
@@ -69,16 +72,57 @@ static int ask(lua_State *L, struct cps_fdclasses *c, int idx) {
 }
 
 
-int cps_sockfd(lua_State *L, struct cps_fdclasses *c, int idx) {
-    if (idx < 0)
-        idx = lua_gettop(L) + idx + 1;
-    if (lua_type(L, idx) == LUA_TUSERDATA && c->n && lua_getmetatable(L, idx)) {
+int cps_sockfd_class(lua_State *L, const struct cps_fdclasses *c, int idx) {
+    if (c->n && lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
         const void *mt = lua_topointer(L, -1);
         int i;
         lua_pop(L, 1);
         for (i = 0; i < c->n; i++)
             if (c->mt[i] == mt)
-                return *(const int *)lua_touserdata(L, idx);
+                return i;
     }
+    return -1;
+}
+
+
+/*
+** The start of LuaSocket's TCP object (tcp.h, io.h, buffer.h): the
+** descriptor, the I/O driver, then the receive buffer, whose data runs
+** from `first` to `last`. Its `io` points back at the object's own driver,
+** which tells this layout from any other.
+*/
+struct ls_tcp {
+    /* cppcheck-suppress unusedStructMember */
+    int sock;
+    void *io[4];                        /* ctx, send, recv, error */
+    struct {
+        /* cppcheck-suppress unusedStructMember */
+        double birthday;
+        /* cppcheck-suppress unusedStructMember */
+        size_t sent, received;
+        void *io;
+        /* cppcheck-suppress unusedStructMember */
+        void *tm;
+        size_t first, last;
+    } buf;
+};
+
+
+int cps_sockfd_buffered(lua_State *L, const struct cps_fdclasses *c, int cls, int idx) {
+    const struct ls_tcp *t;
+    if (cls < 0 || !c->tcp_client[cls] || cps_rawlen(L, idx) < sizeof *t)
+        return -1;
+    t = lua_touserdata(L, idx);
+    if (t->buf.io != (const void *)t->io)
+        return -1;
+    return t->buf.first < t->buf.last;
+}
+
+
+int cps_sockfd(lua_State *L, struct cps_fdclasses *c, int idx) {
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    if (cps_sockfd_class(L, c, idx) >= 0)
+        return *(const int *)lua_touserdata(L, idx);
     return ask(L, c, idx);
 }

@@ -6,7 +6,9 @@
 ** the first member of the userdata (t_socket sock, an int on POSIX: tcp.h,
 ** udp.h, ssl.h), so for their classes the descriptor is read from there.
 ** A class is trusted only after getfd and that int agreed on one of its
-** objects; anything else always goes through getfd.
+** objects; anything else always goes through getfd. For a LuaSocket TCP
+** client the core also reads whether its receive buffer holds data, what
+** the dirty method answers (sockfd.c says how it recognises the layout).
 */
 #ifndef CPS_SOCKFD_H
 #define CPS_SOCKFD_H
@@ -18,6 +20,7 @@
 /* metatables of the classes whose descriptor is read directly */
 struct cps_fdclasses {
     const void *mt[CPS_FDCLASSES_MAX];
+    unsigned char tcp_client[CPS_FDCLASSES_MAX];    /* LuaSocket's "tcp{client}" */
     int n;
 };
 
@@ -26,5 +29,15 @@ void cps_fdclasses_init(struct cps_fdclasses *c);
 /* the descriptor of the socket at idx, or -1 (closed, no getfd, getfd
    raised or returned something else than a number) */
 int cps_sockfd(lua_State *L, struct cps_fdclasses *c, int idx);
+
+/* the trusted class of the userdata at idx (an index into c), or -1; a
+   LuaSocket or LuaSec object of such a class reads a line for a nil
+   receive pattern as for "*l" */
+int cps_sockfd_class(lua_State *L, const struct cps_fdclasses *c, int idx);
+
+/* for a LuaSocket TCP client of class cls (cps_sockfd_class): 1 if its
+   receive buffer holds data, 0 if not (its dirty method's answer, without
+   the call); -1 for anything else */
+int cps_sockfd_buffered(lua_State *L, const struct cps_fdclasses *c, int cls, int idx);
 
 #endif

@@ -72,11 +72,13 @@ local sock_timeouts = setmetatable({}, weak_keys)   -- socket -> {connect, send,
 local servers = {}                                  -- server socket -> {handler, count}
 local exit_waiters = {}                             -- threads in waitforexit, in order
 
--- sockets made non-blocking: true (TCP), DRAINED (TCP, see do_receive) or
--- UDP. One table for all keeps an idle connection small, and a TCP mark
--- lets receive and send skip their checks.
+-- sockets made non-blocking, marked TCP, DRAINED (TCP, see do_receive) or
+-- UDP, plus TIMED once the socket has an entry in sock_timeouts. One table
+-- for all keeps an idle connection small; a TCP mark lets receive and send
+-- skip their checks, and the core's receive and send (csrc/bind_io.c) learn
+-- all they need of a socket from one lookup.
 local nonblocking = setmetatable({}, weak_keys)
-local DRAINED, UDP = "drained", "udp"
+local TCP, DRAINED, UDP, TIMED = 1, 2, 3, 4
 local debug_log                                     -- logger while debugging
 local exiting = false
 
@@ -101,8 +103,19 @@ end
 local function make_nonblocking(skt)
   if not nonblocking[skt] then
     skt:settimeout(0)
-    nonblocking[skt] = is_udp(skt) and UDP or true
+    nonblocking[skt] = (is_udp(skt) and UDP or TCP) + (sock_timeouts[skt] and TIMED or 0)
   end
+end
+
+-- the kind of a mark: TCP, DRAINED, UDP (nil: not made non-blocking)
+local function kind_of(mark)
+  return mark and mark % TIMED
+end
+
+local function set_timeouts(skt, t)
+  sock_timeouts[skt] = t
+  local mark = nonblocking[skt]
+  if mark and mark < TIMED then nonblocking[skt] = mark + TIMED end
 end
 
 
@@ -318,7 +331,7 @@ local function accept_clients(server)
     end
     make_nonblocking(client)
     if tmo then
-      sock_timeouts[client] = { connect = tmo.connect, send = tmo.send, receive = tmo.receive }
+      set_timeouts(client, { connect = tmo.connect, send = tmo.send, receive = tmo.receive })
     end
     local n = srv.count + 1
     srv.count = n
@@ -782,27 +795,12 @@ local function deadline_of(skt, kind)
   return nil
 end
 
--- Operations that completed without waiting since the last yield. Past a
--- budget, the thread yields a round so that a socket that always has data
--- cannot starve timers and other threads.
-local unyielded = 0
-local UNYIELDED_BUDGET = 64
-
+-- Counts an operation that completed without waiting. Past a budget of
+-- them in one run of the thread, it yields a round, so that a socket that
+-- always has data cannot starve timers and other threads. The count is the
+-- core's, shared with its receive and send.
 local function maybe_yield()
-  unyielded = unyielded + 1
-  if unyielded >= UNYIELDED_BUDGET then
-    unyielded = 0
-    if loop:current() ~= nil then yield(0, SLEEP) end
-  end
-end
-
--- the end of an operation that completed without waiting
--- (its callers count the operation in `unyielded` and return at once
--- while under the budget and not testing: no vararg call on the fast path)
-local function done(...)
-  if unyielded >= UNYIELDED_BUDGET then maybe_yield() end
-  if test_mode then op_end() end
-  return ...
+  if loop:spend() then yield(0, SLEEP) end
 end
 
 -- wait until `skt` is ready in `dir`; false when the deadline passed
@@ -814,7 +812,6 @@ end
 -- (the logging is in a function of its own: a thread parked here keeps its
 -- Lua stack, and a small frame keeps that stack at its initial size)
 local function wait(skt, dir, deadline)
-  unyielded = 0
   if debug_log then log_wait(skt, dir) end
   local r = yield(skt, dir, deadline)
   if r ~= true and type(r) == "string" then error(r, 0) end
@@ -828,17 +825,24 @@ end
 
 local function index(v, k) return v[k] end
 
+-- Where Lua has continuations (5.3, 5.4), copas.receive and copas.send
+-- run in the core (csrc/bind_io.c), which hands all but the common case to
+-- the Lua functions below: their argument errors then count one frame more
+local io_up = 0
+
 -- raises unless `skt` is a table or userdata (and, given `method`, has
 -- that method): "bad argument #1 to 'fname' (socket expected, got <type>)"
-local function check_socket(skt, fname, method)
+-- (`up`: frames between the public function and its caller, see io_up)
+local function check_socket(skt, fname, method, up)
   local t = type(skt)
+  local level = 4 + (up or 0)
   if t ~= "userdata" and t ~= "table" then
-    argerror(1, fname, "socket expected, got " .. t, 4)
+    argerror(1, fname, "socket expected, got " .. t, level)
   end
   if method then
     local ok, m = pcall(index, skt, method)
     if not ok or m == nil then
-      argerror(1, fname, "socket expected, got " .. t .. " without a '" .. method .. "' method", 4)
+      argerror(1, fname, "socket expected, got " .. t .. " without a '" .. method .. "' method", level)
     end
   end
 end
@@ -855,21 +859,25 @@ local function check_endpoint(host, port, n, fname)
 end
 
 -- data, i, j of a send: a string (or number) and optional numbers
-local function check_data(data, from, to, fname)
+local function check_data(data, from, to, fname, up)
   local t = type(data)
-  if t ~= "string" and t ~= "number" then argerror(2, fname, "string expected, got " .. t, 4) end
+  local level = 4 + (up or 0)
+  if t ~= "string" and t ~= "number" then argerror(2, fname, "string expected, got " .. t, level) end
   if from ~= nil and type(from) ~= "number" then
-    argerror(3, fname, "number expected, got " .. type(from), 4)
+    argerror(3, fname, "number expected, got " .. type(from), level)
   end
-  if to ~= nil and type(to) ~= "number" then argerror(4, fname, "number expected, got " .. type(to), 4) end
+  if to ~= nil and type(to) ~= "number" then
+    argerror(4, fname, "number expected, got " .. type(to), level)
+  end
 end
 
-local function check_pattern(pattern, fname)
+local function check_pattern(pattern, fname, up)
   if pattern == nil then return end
+  local level = 4 + (up or 0)
   if type(pattern) == "number" then
-    if pattern < 0 or pattern ~= pattern then argerror(2, fname, "invalid receive pattern", 4) end
+    if pattern < 0 or pattern ~= pattern then argerror(2, fname, "invalid receive pattern", level) end
   elseif pattern ~= "*l" and pattern ~= "*a" and pattern ~= "l" and pattern ~= "a" then
-    argerror(2, fname, "invalid receive pattern", 4)
+    argerror(2, fname, "invalid receive pattern", level)
   end
 end
 
@@ -905,7 +913,7 @@ local function do_receive(client, pattern, part, partial, timeout)
     local mark = nonblocking[client]
     if not mark then
       make_nonblocking(client)
-    elseif mark == DRAINED and not client:dirty() and not wait(client, READ, deadline) then
+    elseif mark % TIMED == DRAINED and not client:dirty() and not wait(client, READ, deadline) then
       return last_receive(client, pattern, part)
     end
   end
@@ -917,16 +925,18 @@ local function do_receive(client, pattern, part, partial, timeout)
       local before, s, err = part
       s, err, part = client:receive(pattern, part)
       if s or not must_wait[err] then
-        unyielded = unyielded + 1
-        if unyielded < UNYIELDED_BUDGET and not test_mode then return s, err, part end
-        return done(s, err, part)
+        maybe_yield()
+        return finish(s, err, part)
       end
       if partial and part ~= nil and part ~= "" and part ~= before then
         return finish(nil, timeout_error(err), part)
       end
       dir = direction(err)
     end
-    if client.dirty then nonblocking[client] = DRAINED end
+    do
+      local mark = nonblocking[client]
+      if mark % TIMED == TCP and client.dirty then nonblocking[client] = mark - TCP + DRAINED end
+    end
     if not wait(client, dir, deadline) then
       return last_receive(client, pattern, part)
     end
@@ -946,12 +956,12 @@ end
 -- or the system's message)
 function copas.receive(client, pattern, part)
   do  -- a socket marked TCP before skips the checks
-    local mark = nonblocking[client]
-    if mark ~= true and mark ~= DRAINED then
-      check_socket(client, "receive")
+    local kind = kind_of(nonblocking[client])
+    if kind ~= TCP and kind ~= DRAINED then
+      check_socket(client, "receive", nil, io_up)
       if is_udp(client) then
         if (type(pattern) ~= "number" and pattern ~= nil) or (pattern and pattern < 0) then
-          argerror(2, "receive", "non-negative number expected for a UDP socket")
+          argerror(2, "receive", "non-negative number expected for a UDP socket", 3 + io_up)
         end
         return copas.receivefrom(client, pattern, true)
       end
@@ -960,7 +970,7 @@ function copas.receive(client, pattern, part)
   if pattern == nil then
     pattern = "*l"
   elseif pattern ~= "*l" then
-    check_pattern(pattern, "receive")
+    check_pattern(pattern, "receive", io_up)
     pattern = spelled[pattern] or pattern
   end
   local t = sock_timeouts[client]
@@ -1035,13 +1045,14 @@ end
 function copas.send(client, data, from, to)
   do  -- (a block: the mark's register is free again for the loop below)
     local mark = nonblocking[client]
-    if mark ~= true and mark ~= DRAINED then
-      check_socket(client, "send")
-      check_data(data, from, to, "send")
+    local kind = kind_of(mark)
+    if kind ~= TCP and kind ~= DRAINED then
+      check_socket(client, "send", nil, io_up)
+      check_data(data, from, to, "send", io_up)
       if is_udp(client) then return client:send(data) end
       if not mark then make_nonblocking(client) end
     elseif type(data) ~= "string" or from ~= nil or to ~= nil then
-      check_data(data, from, to, "send")
+      check_data(data, from, to, "send", io_up)
     end
   end
   local t = sock_timeouts[client]
@@ -1053,9 +1064,8 @@ function copas.send(client, data, from, to)
     local s, err
     s, err, last = client:send(data, last + 1, to)
     if s or not must_wait[err] then
-      unyielded = unyielded + 1
-      if unyielded < UNYIELDED_BUDGET and not test_mode then return s, err, last end
-      return done(s, err, last)
+      maybe_yield()
+      return finish(s, err, last)
     end
     if not wait(client, err == "wantread" and READ or WRITE, deadline) then
       s, err, last = client:send(data, last + 1, to)
@@ -1063,6 +1073,14 @@ function copas.send(client, data, from, to)
       return finish(nil, timeout_error(err), last)
     end
   until false
+end
+
+do
+  local receive, send = loop:iofns(nonblocking, sock_timeouts, timeout_error,
+    copas.receive, copas.send)
+  if receive and not test_mode then
+    copas.receive, copas.send, io_up = receive, send, 1
+  end
 end
 
 --- Deprecated: `client:sendto(data, ip, port)`, which never waits.
@@ -1155,7 +1173,7 @@ end
 
 local function copy_socket_state(from, to)
   local t = sock_timeouts[from]
-  if t then sock_timeouts[to] = { connect = t.connect, send = t.send, receive = t.receive } end
+  if t then set_timeouts(to, { connect = t.connect, send = t.send, receive = t.receive }) end
   if socket_names[from] then socket_names[to] = socket_names[from] end
   accept_tags[to] = accept_tags[from]
   local co = coroutine_running()
@@ -1233,7 +1251,7 @@ local function timeouts_of(skt)
   local t = sock_timeouts[skt]
   if not t then
     t = {}
-    sock_timeouts[skt] = t
+    set_timeouts(skt, t)
   end
   return t
 end
@@ -1248,7 +1266,7 @@ function copas.settimeout(skt, t)
   check_socket(skt, "settimeout")
   if t ~= nil and (type(t) ~= "number" or t ~= t) then return nil, "timeout must be 'nil' or a number" end
   if t and t < 0 then t = nil end
-  sock_timeouts[skt] = { connect = t, send = t, receive = t }
+  set_timeouts(skt, { connect = t, send = t, receive = t })
   return true
 end
 

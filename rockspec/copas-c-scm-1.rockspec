@@ -36,6 +36,7 @@ build = {
   modules = {
     ["copas.core"] = {
       sources = {
+        "csrc/bind_io.c",
         "csrc/bind_loop.c",
         "csrc/bind_pool.c",
         "csrc/clock.c",

@@ -533,3 +533,99 @@ describe("argument errors", function()
     a:close() b:close()
   end)
 end)
+
+
+-- On Lua 5.3 and 5.4, receive and send run in the core (csrc/bind_io.c)
+-- once a socket is marked non-blocking, and hand anything else to the Lua
+-- functions; these specs reach the paths between the two.
+describe("receive() and send() on a socket copas already knows", function()
+  before_each(fresh_copas)
+
+  it("report argument errors at the caller's line", function()
+    local a, b = pair()
+    local lines, errs = {}, {}
+    run(function()
+      copas.send(b, "x\n")                -- b is now marked non-blocking
+      assert.equal("x", copas.receive(a))
+      local cases = {
+        function() copas.receive(b, "*x") end,
+        function() copas.receive(b, -1) end,
+        function() copas.send(b, {}) end,
+        function() copas.send(b, "x", "1") end,
+      }
+      for i, case in ipairs(cases) do
+        lines[i] = debug.getinfo(case, "S").linedefined
+        local ok, err = pcall(case)
+        assert.is_false(ok)
+        errs[i] = tostring(err)
+      end
+    end)
+    a:close() b:close()
+    for i, err in ipairs(errs) do
+      assert.matches("tcp_spec.lua:" .. lines[i] .. ": bad argument", err, 1, true)
+    end
+  end)
+
+  it("call socket methods that yield, and return what they return", function()
+    local a, b = pair()
+    -- an object around a LuaSocket socket whose receive and send pause a
+    -- round first: the core's calls into them are suspended and resumed
+    local calls = { receive = 0, send = 0 }
+    local obj = {}
+    function obj.settimeout(_, t) return b:settimeout(t) end
+    function obj.receive(_, ...) calls.receive = calls.receive + 1 copas.pause(0) return b:receive(...) end
+    function obj.send(_, ...) calls.send = calls.send + 1 copas.pause(0) return b:send(...) end
+    function obj.getfd() return b:getfd() end
+    function obj.dirty() return b:dirty() end
+    local got, sent = {}, nil
+    run(function()
+      copas.addthread(function()
+        sent = copas.receive(a, 13)
+        copas.send(a, "four\nfive\n")
+        copas.pause(0.05)
+        copas.send(a, "sixseven")
+        a:close()
+      end)
+      assert.equal(3, copas.send(obj, "one"))         -- marks obj (the Lua path)
+      assert.equal(9, copas.send(obj, "two\nthree\n", 1, 9))
+      assert.equal(2, copas.send(obj, "x\n", 2))
+      got[1] = copas.receive(obj)
+      got[2] = copas.receive(obj, "*l")
+      got[3] = copas.receive(obj, 3)                  -- has to wait
+      got[4] = { copas.receive(obj) }
+    end)
+    b:close()
+    assert.equal("onetwo\nthree\n", sent)
+    assert.same({ "four", "five", "six", { nil, "closed", "seven" } }, got)
+    assert.equal(3, calls.send)
+    assert.is_true(calls.receive >= 5)
+  end)
+
+  it("return lines already in the socket's buffer without waiting for more", function()
+    local a, b = pair()
+    local got = {}
+    run(function()
+      copas.addthread(function()
+        copas.pause(0.02)                             -- the reader waits first
+        copas.send(a, "one\ntwo\nthree\n")          -- then all in one segment
+      end)
+      for i = 1, 3 do got[i] = copas.receive(b) end  -- nothing follows them
+    end, 2)
+    a:close() b:close()
+    assert.same({ "one", "two", "three" }, got)
+  end)
+
+  it("return the receive timeout from the core's last attempt", function()
+    local a, b = pair()
+    local res
+    run(function()
+      copas.send(b, "x\n")
+      assert.equal("x", copas.receive(a))
+      copas.settimeout(a, 0.05)
+      copas.send(b, "partial")
+      res = { copas.receive(a) }
+    end)
+    a:close() b:close()
+    assert.same({ nil, "timeout", "partial" }, res)
+  end)
+end)
