@@ -35,7 +35,10 @@
 #
 # Figures: server CPU is utime+stime of the server process over the measured
 # window (/proc/<pid>/stat); the "x" figures are copas-c's median divided by
-# that peer's median (below 1 = copas-c uses less / does less).
+# that peer's median (below 1 = copas-c uses less / does less). Each peer a
+# target compares with runs right after copas-c, and the targets' CPU ratios
+# to c-epoll are medians of the ratios within each run, which a machine
+# whose speed drifts between runs disturbs less.
 
 set -u
 export LC_ALL=C
@@ -107,6 +110,20 @@ if $LUA -e 'require "luv"' 2>/dev/null; then IMPLS="$IMPLS luv"; else say "luv n
 IMPLS="$IMPLS c-epoll"
 HAVE_NGINX=0; has nginx && HAVE_NGINX=1
 HAVE_WRK=0; has wrk && HAVE_WRK=1
+
+# run order: the peers a target compares with run right after copas-c, so
+# that each pair of runs meets the same machine (see pratio below)
+# order FIRST...: FIRST (those present) then the rest of IMPLS
+order() {
+  local o="" i
+  for i in "$@" $IMPLS; do
+    case " $IMPLS nginx " in *" $i "*) ;; *) continue ;; esac
+    case " $o " in *" $i "*) ;; *) o="$o $i" ;; esac
+  done
+  echo $o
+}
+ECHO_ORDER=$(order copas-c c-epoll)
+HTTP_ORDER=$(order copas-c $( [ "$HAVE_NGINX" = 1 ] && echo nginx ) luv)
 
 # prints the command line (with its environment) that runs workload $2 for impl $1
 impl_cmd() {
@@ -287,21 +304,21 @@ for run in $(seq "$RUNS"); do
     for c in $ECHO_CONNS; do
       addscen "echo-$c"
       say " echo, $c connections, ${DUR}s"
-      for impl in $IMPLS; do run_loadgen "echo-$c" "$impl" "$c" "$DUR" 64; done
+      for impl in $ECHO_ORDER; do run_loadgen "echo-$c" "$impl" "$c" "$DUR" 64; done
     done
   fi
   if wants scale; then
     for c in $SCALE_CONNS; do
       addscen "scale-$c"
       say " echo scale, $c connections, ${DUR}s"
-      for impl in $IMPLS; do run_loadgen "scale-$c" "$impl" "$c" "$DUR" 64; done
+      for impl in $ECHO_ORDER; do run_loadgen "scale-$c" "$impl" "$c" "$DUR" 64; done
     done
   fi
   if wants http && [ "$HAVE_WRK" = 1 ]; then
     for c in $HTTP_CONNS; do
       addscen "http-$c"
       say " http keep-alive (wrk -t1), $c connections, ${DUR}s"
-      for impl in $IMPLS $( [ "$HAVE_NGINX" = 1 ] && echo nginx ); do
+      for impl in $HTTP_ORDER; do
         [ "$impl" = c-epoll ] || run_wrk "http-$c" "$impl" "$c"
       done
     done
@@ -382,17 +399,28 @@ check() {
   fi
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "NA" }'; }
+# pratio SCEN METRIC A B: the median over runs of A's figure / B's figure
+# in the same run (the two ran back to back); the ratio of the medians
+# when a run of either stored nothing
+pratio() {
+  local fa="$WORK/res/$1/${2//\//:}@$3" fb="$WORK/res/$1/${2//\//:}@$4"
+  if [ -f "$fa" ] && [ -f "$fb" ] && [ "$(wc -l < "$fa")" = "$RUNS" ] && [ "$(wc -l < "$fb")" = "$RUNS" ]; then
+    paste "$fa" "$fb" | awk '$2 > 0 { print $1 / $2 }' > "$WORK/pairs"
+    [ "$(wc -l < "$WORK/pairs")" = "$RUNS" ] && { median "$WORK/pairs" | xargs printf "%.2f"; return; }
+  fi
+  ratio "$(med "$1" "$2" "$3")" "$(med "$1" "$2" "$4")"
+}
 {
-  echo "| target | result (medians) |"
+  echo "| target | result (medians; CPU ratios to c-epoll: median of the per-run ratios) |"
   echo "|---|---|"
   for c in $ECHO_CONNS; do
     o=$(med "echo-$c" "server CPU us/rt" copas-c); r=$(med "echo-$c" "server CPU us/rt" c-epoll)
-    x=$(ratio "$o" "$r")
+    x=$(pratio "echo-$c" "server CPU us/rt" copas-c c-epoll)
     check "1. echo $c conns: CPU/rt <= 1.3x C" "a <= 1.3" "${x}x c-epoll ($o vs $r us)" "$x"
   done
   for c in $SCALE_CONNS; do
     o=$(med "scale-$c" "server CPU us/rt" copas-c); r=$(med "scale-$c" "server CPU us/rt" c-epoll)
-    f=$(med "scale-$c" "conns failed" copas-c); x=$(ratio "$o" "$r")
+    f=$(med "scale-$c" "conns failed" copas-c); x=$(pratio "scale-$c" "server CPU us/rt" copas-c c-epoll)
     check "2. scale $c conns: all served, CPU/rt <= 1.4x C" "a <= 1.4 && b == 0" "${x}x c-epoll, $f not served" "$x" "$f"
   done
   for c in $HTTP_CONNS; do
