@@ -274,13 +274,14 @@ static int l_getsocket(lua_State *L) {
 }
 
 
-/* loop:sethooks{on_end, on_accept, on_timeout, on_debug} */
+/* loop:sethooks{on_end, on_accept, on_timeout, on_debug}: kept as the
+   loop's user value, not in the registry, where the hooks (closures over
+   the loop) would keep the loop and its poller alive for good */
 static int l_sethooks(lua_State *L) {
-    struct cps_loop *loop = check_loop(L);
+    check_loop(L);
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_pushvalue(L, 2);
-    luaL_unref(L, LUA_REGISTRYINDEX, loop->hooks_ref);
-    loop->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 2);
+    cps_setuservalue(L, 1);
     return 0;
 }
 
@@ -418,10 +419,12 @@ static int l_new(lua_State *L) {
     int err;
     if (ops == NULL)
         return luaL_error(L, "copas: unknown backend '%s' (COPAS_BACKEND: epoll, poll or select)", name);
-    loop = lua_newuserdata(L, sizeof *loop);
+    loop = cps_newuserdata(L, sizeof *loop);
     memset(loop, 0, sizeof *loop);
     luaL_getmetatable(L, LOOP_MT);
     lua_setmetatable(L, -2);
+    lua_newtable(L);                            /* no hooks yet */
+    cps_setuservalue(L, -2);
     if ((err = cps_loop_init(loop, ops)) < 0)
         return luaL_error(L, "copas: cannot create the %s poller: %s", ops->name, strerror(-err));
     lua_newtable(L);                            /* weak values: fd -> socket */
@@ -430,7 +433,13 @@ static int l_new(lua_State *L) {
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     loop->socks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);                            /* weak value: {loop} */
     lua_newtable(L);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
     loop->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);                            /* weak values: idle threads */
     lua_newtable(L);

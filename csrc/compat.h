@@ -37,6 +37,22 @@ static inline int cps_resume(lua_State *co, lua_State *from, int nargs, int *nre
 #define luaL_newlib(L, reg) (lua_newtable(L), luaL_register((L), NULL, (reg)))
 #endif
 
+/* a userdata with one user value (5.1 and LuaJIT: its environment table,
+   so the value must be a table there) */
+#if LUA_VERSION_NUM >= 504
+#define cps_newuserdata(L, size) lua_newuserdatauv((L), (size), 1)
+#define cps_setuservalue(L, idx) ((void)lua_setiuservalue((L), (idx), 1))
+#define cps_getuservalue(L, idx) ((void)lua_getiuservalue((L), (idx), 1))
+#elif LUA_VERSION_NUM >= 502
+#define cps_newuserdata(L, size) lua_newuserdata((L), (size))
+#define cps_setuservalue(L, idx) lua_setuservalue((L), (idx))
+#define cps_getuservalue(L, idx) ((void)lua_getuservalue((L), (idx)))
+#else
+#define cps_newuserdata(L, size) lua_newuserdata((L), (size))
+#define cps_setuservalue(L, idx) ((void)lua_setfenv((L), (idx)))
+#define cps_getuservalue(L, idx) lua_getfenv((L), (idx))
+#endif
+
 /* the size of a userdata */
 #if LUA_VERSION_NUM >= 502
 #define cps_rawlen(L, idx) lua_rawlen((L), (idx))

@@ -46,11 +46,21 @@ static void push_ref(lua_State *L, int ref) {
 }
 
 
-/* call hook `which` with the `nargs` values on top of L, protected */
+/* call hook `which` with the `nargs` values on top of L, protected. The
+   hooks are the loop's user value, reached through a weak reference to the
+   loop; that is gone only while the collected loop is being closed, and
+   then the values are dropped. */
 static void call_hook(lua_State *L, struct cps_loop *loop, int which, int nargs) {
     push_ref(L, loop->hooks_ref);
+    lua_rawgeti(L, -1, 1);
+    if (lua_type(L, -1) != LUA_TUSERDATA) {
+        lua_pop(L, nargs + 2);
+        return;
+    }
+    cps_getuservalue(L, -1);
     lua_rawgeti(L, -1, which);
-    lua_remove(L, -2);
+    lua_replace(L, -4);
+    lua_pop(L, 2);
     lua_insert(L, -(nargs + 1));
     if (lua_pcall(L, nargs, 0, 0) != LUA_OK) {
         (void)fprintf(stderr, "copas: internal hook failed: %s\n", lua_tostring(L, -1));

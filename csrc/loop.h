@@ -63,7 +63,7 @@ struct cps_loop {
     int debug;
     unsigned spent;         /* operations of the running thread, see cps_loop_spend */
     int socks_ref;          /* registry: table fd -> socket object */
-    int hooks_ref;          /* registry: table of hooks */
+    int hooks_ref;          /* registry: weak {loop}; the hooks are its user value */
     int idle_ref;           /* registry: weak-valued table thread -> coroutine */
     struct cps_stats stats;
 };

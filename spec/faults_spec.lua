@@ -507,6 +507,7 @@ describe("copas.removeall() in the middle of transfers", function()
   before_each(fresh_copas)
 
   it("closes every descriptor of 50 busy connections, ends the loop; a new loop serves", function()
+    full_gc()                                   -- earlier tests' copas instances
     local before = open_fds()
     if not before then pending("no /proc/self/fd") return end
     local N = 50
@@ -577,5 +578,38 @@ describe("copas.removeall() in the middle of transfers", function()
     assert.equal("fresh", echoed)
     full_gc()
     assert.equal(before, open_fds())
+  end)
+end)
+
+
+describe("a copas nobody refers to any more", function()
+  it("is collected with its loop: reloading it 30 times keeps no descriptor or registry entry", function()
+    local before = open_fds()
+    if not before then pending("no /proc/self/fd") return end
+    -- registry entries that hold something (a freed reference holds a number)
+    local function held()
+      local n = 0
+      for _, v in pairs(debug.getregistry()) do
+        if type(v) ~= "number" then n = n + 1 end
+      end
+      return n
+    end
+    -- (in a function of its own: its locals are gone when it returns)
+    local function churn(n)
+      for _ = 1, n do
+        local c = helpers.reload()
+        helpers.run(function() c.pause(0) end)   -- each one has run its loop
+      end
+      helpers.reload()                           -- the one that stays loaded
+    end
+    churn(1)                                     -- what a first run sets up once
+    full_gc()
+    before = open_fds()
+    local held_before = held()
+    churn(30)
+    full_gc()
+    -- one loaded copas before and after: its poller and its tables
+    assert.equal(before, open_fds())
+    assert.equal(held_before, held())
   end)
 end)
