@@ -15,9 +15,10 @@
 ** this function as one frame.
 **
 ** The Lua layer owns the tables read here (upvalues): the socket marks
-** (`nonblocking`: true, DRAINED or UDP) and the socket timeouts. The
-** steps and their order are those of the Lua functions, which remain for
-** Lua 5.1 and LuaJIT (no continuations) and the test mode.
+** (`nonblocking`: TCP, DRAINED or UDP, plus TIMED) and the socket
+** timeouts. The steps and their order are those of the Lua functions,
+** which remain for Lua 5.1 and LuaJIT (no continuations) and the test
+** mode.
 **
 ** Stack of receive: 1 socket, 2 pattern, 3 prefix (the partial result so
 ** far), 4 deadline or nil. Stack of send: 1 socket, 2 data, 3 last byte
