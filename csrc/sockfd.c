@@ -37,7 +37,7 @@ static void learn(lua_State *L, struct cps_fdclasses *c, int idx, int fd) {
         || !lua_getmetatable(L, idx))
         return;
     if ((k = known_class(L)) >= 0) {
-        c->tcp_client[c->n] = k == 1;
+        c->tcp_client[c->n] = strcmp(known[k], "tcp{client}") == 0;
         c->mt[c->n++] = lua_topointer(L, -1);
     }
     lua_pop(L, 1);
