@@ -7,12 +7,13 @@
 ** functions do the same steps from C: call the socket's method (through
 ** lua_callk, so a method that yields still works), and when it must wait,
 ** yield (socket, READ|WRITE, deadline) to the core with lua_yieldk and
-** continue in the continuation below. They take only the common case: a
-** TCP socket Copas already made non-blocking, a line or byte-count
-** pattern, no zero timeout, no debug logging. Anything else goes to the
-** Lua function `slow` (the complete copas.receive or copas.send), which
-** checks the arguments and raises the errors; its error levels count
-** this function as one frame.
+** continue in the continuation below. A LuaSocket TCP client is served
+** in place instead (lsock.h): its buffer and its I/O functions, no method
+** call. They take only the common case: a TCP socket Copas already made
+** non-blocking, a line or byte-count pattern, no zero timeout, no debug
+** logging. Anything else goes to the Lua function `slow` (the complete
+** copas.receive or copas.send), which checks the arguments and raises the
+** errors; its error levels count this function as one frame.
 **
 ** The Lua layer owns the tables read here (upvalues): the socket marks
 ** (`nonblocking`: TCP, DRAINED or UDP, plus TIMED) and the socket
@@ -30,6 +31,7 @@
 #include "compat.h"
 #include "clock.h"
 #include "loop.h"
+#include "lsock.h"
 
 #if LUA_VERSION_NUM >= 503
 
@@ -48,8 +50,12 @@ extern const char cps_mark_read, cps_mark_write, cps_mark_sleep;
 enum { M_TCP = 1, M_DRAINED = 2, M_UDP = 3, M_KIND = 3, M_TIMED = 4 };
 
 /* stages, the context of the continuations: K_X calls or yields, K_XED
-   takes its results */
+   takes its results. K_DIRECT is added to the stages of a LuaSocket TCP
+   client: its receive and send are done in place (lsock.h) while its
+   layout is recognised and its LuaSocket timeout zero, instead of calling
+   its method. */
 enum { K_SLOW, K_DIRTY, K_DIRTIED, K_CALL, K_CALLED, K_WAITED, K_LAST, K_BUDGET };
+enum { K_STAGE = 0xff, K_DIRECT = 0x100 };
 
 
 /* the error of a call that has to wait: "timeout", "wantread", "wantwrite" */
@@ -164,6 +170,9 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx);
 
 /* socket:receive(pattern, prefix) */
 static void call_receive(lua_State *L, int stage) {
+    struct cps_lsock *t;
+    if ((stage & K_DIRECT) && (t = cps_lsock_get(L, 1)) != NULL && cps_lsock_receive(L, t, 2, 3))
+        return;
     lua_pushvalue(L, UV_METHOD);
     lua_gettable(L, 1);
     lua_pushvalue(L, 1);
@@ -172,13 +181,14 @@ static void call_receive(lua_State *L, int stage) {
     lua_callk(L, 3, 3, stage, receive_k);
 }
 
-static int receive_run(lua_State *L, int stage) {
+static int receive_run(lua_State *L, int ctx) {
+    int direct = ctx & K_DIRECT, stage = ctx & K_STAGE;
     for (;;) {
         switch (stage) {
         case K_DIRTY:                               /* DRAINED: data buffered? */
             lua_getfield(L, 1, "dirty");
             lua_pushvalue(L, 1);
-            lua_callk(L, 1, 1, K_DIRTIED, receive_k);
+            lua_callk(L, 1, 1, K_DIRTIED | direct, receive_k);
             /* fallthrough */
         case K_DIRTIED:
             if (lua_toboolean(L, -1)) {
@@ -187,9 +197,9 @@ static int receive_run(lua_State *L, int stage) {
                 break;
             }
             lua_pop(L, 1);
-            return wait_for(L, &cps_mark_read, 4, K_WAITED, receive_k);
+            return wait_for(L, &cps_mark_read, 4, K_WAITED | direct, receive_k);
         case K_CALL:
-            call_receive(L, K_CALLED);
+            call_receive(L, K_CALLED | direct);
             /* fallthrough */
         case K_CALLED: {                         /* data, err, partial */
             const char *dir;
@@ -209,14 +219,14 @@ static int receive_run(lua_State *L, int stage) {
                 }
                 lua_pop(L, 1);
             }
-            return wait_for(L, dir, 4, K_WAITED, receive_k);
+            return wait_for(L, dir, 4, K_WAITED | direct, receive_k);
         }
         case K_WAITED:
             if (waited(L)) {
                 stage = K_CALL;
                 break;
             }
-            call_receive(L, K_LAST);
+            call_receive(L, K_LAST | direct);
             /* fallthrough */
         case K_LAST:
             return timed_out(L);
@@ -239,7 +249,7 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
 /* copas.receive(socket [, pattern [, prefix]]) */
 static int io_receive(lua_State *L) {
     const struct cps_loop *loop = lua_touserdata(L, UV_LOOP);
-    int mark, cls, t2;
+    int mark, cls, t2, direct;
     double t;
     lua_settop(L, 3);
     t2 = lua_type(L, 2);
@@ -247,6 +257,7 @@ static int io_receive(lua_State *L) {
     if (mark == 0 || loop->debug)
         return to_slow(L, receive_k);
     cls = cps_sockfd_class(L, &loop->fdclasses, 1);
+    direct = cls >= 0 && loop->fdclasses.tcp_client[cls] ? K_DIRECT : 0;
     if (t2 == LUA_TNUMBER) {
         double n = lua_tonumber(L, 2);
         if (!(n >= 0))
@@ -272,14 +283,14 @@ static int io_receive(lua_State *L) {
         return to_slow(L, receive_k);
     push_deadline(L, t);
     if ((mark & M_KIND) == M_TCP)
-        return receive_run(L, K_CALL);
+        return receive_run(L, K_CALL | direct);
     switch (cps_sockfd_buffered(L, &loop->fdclasses, cls, 1)) {
     case 0:
-        return wait_for(L, &cps_mark_read, 4, K_WAITED, receive_k);
+        return wait_for(L, &cps_mark_read, 4, K_WAITED | direct, receive_k);
     case 1:
-        return receive_run(L, K_CALL);
+        return receive_run(L, K_CALL | direct);
     default:
-        return receive_run(L, K_DIRTY);
+        return receive_run(L, K_DIRTY | direct);
     }
 }
 
@@ -290,6 +301,13 @@ static int send_k(lua_State *L, int status, lua_KContext ctx);
 
 /* socket:send(data, last + 1, to) */
 static void call_send(lua_State *L, int stage) {
+    struct cps_lsock *t;
+    if ((stage & K_DIRECT) && (t = cps_lsock_get(L, 1)) != NULL) {
+        size_t size;
+        const char *s = lua_tolstring(L, 2, &size);
+        if (cps_lsock_send(L, t, s, size, lua_tonumber(L, 3) + 1, lua_isnil(L, 4) ? -1 : lua_tonumber(L, 4)))
+            return;
+    }
     lua_pushvalue(L, UV_METHOD);
     lua_gettable(L, 1);
     lua_pushvalue(L, 1);
@@ -302,11 +320,12 @@ static void call_send(lua_State *L, int stage) {
 }
 
 
-static int send_run(lua_State *L, int stage) {
+static int send_run(lua_State *L, int ctx) {
+    int direct = ctx & K_DIRECT, stage = ctx & K_STAGE;
     for (;;) {
         switch (stage) {
         case K_CALL:
-            call_send(L, K_CALLED);
+            call_send(L, K_CALLED | direct);
             /* fallthrough */
         case K_CALLED: {                            /* last, err, last sent */
             const char *dir;
@@ -315,14 +334,14 @@ static int send_run(lua_State *L, int stage) {
             dir = lua_rawlen(L, -2) == 8 ? &cps_mark_read : &cps_mark_write;   /* wantread */
             lua_replace(L, 3);
             lua_pop(L, 2);
-            return wait_for(L, dir, 5, K_WAITED, send_k);
+            return wait_for(L, dir, 5, K_WAITED | direct, send_k);
         }
         case K_WAITED:
             if (waited(L)) {
                 stage = K_CALL;
                 break;
             }
-            call_send(L, K_LAST);
+            call_send(L, K_LAST | direct);
             /* fallthrough */
         case K_LAST:
             return timed_out(L);
@@ -345,7 +364,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 /* copas.send(socket, data [, i [, j]]) */
 static int io_send(lua_State *L) {
     const struct cps_loop *loop = lua_touserdata(L, UV_LOOP);
-    int mark, t3, t4;
+    int mark, cls, t3, t4;
     lua_settop(L, 4);
     t3 = lua_type(L, 3);
     t4 = lua_type(L, 4);
@@ -362,7 +381,8 @@ static int io_send(lua_State *L) {
     }
     lua_replace(L, 3);
     push_deadline(L, timeout_of(L, mark, "send"));
-    return send_run(L, K_CALL);
+    cls = cps_sockfd_class(L, &loop->fdclasses, 1);
+    return send_run(L, K_CALL | (cls >= 0 && loop->fdclasses.tcp_client[cls] ? K_DIRECT : 0));
 }
 
 

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "compat.h"
+#include "lsock.h"
 #include "sockfd.h"
 
 /* LuaSocket's and LuaSec's class names (their registry metatables) */
@@ -85,37 +86,11 @@ int cps_sockfd_class(lua_State *L, const struct cps_fdclasses *c, int idx) {
 }
 
 
-/*
-** The start of LuaSocket's TCP object (tcp.h, io.h, buffer.h): the
-** descriptor, the I/O driver, then the receive buffer, whose data runs
-** from `first` to `last`. Its `io` points back at the object's own driver,
-** which tells this layout from any other.
-*/
-struct ls_tcp {
-    /* cppcheck-suppress unusedStructMember */
-    int sock;
-    void *io[4];                        /* ctx, send, recv, error */
-    struct {
-        /* cppcheck-suppress unusedStructMember */
-        double birthday;
-        /* cppcheck-suppress unusedStructMember */
-        size_t sent, received;
-        void *io;
-        /* cppcheck-suppress unusedStructMember */
-        void *tm;
-        size_t first, last;
-    } buf;
-};
-
-
 int cps_sockfd_buffered(lua_State *L, const struct cps_fdclasses *c, int cls, int idx) {
-    const struct ls_tcp *t;
-    if (cls < 0 || !c->tcp_client[cls] || cps_rawlen(L, idx) < sizeof *t)
+    const struct cps_lsock *t;
+    if (cls < 0 || !c->tcp_client[cls] || (t = cps_lsock_layout(L, idx)) == NULL)
         return -1;
-    t = lua_touserdata(L, idx);
-    if (t->buf.io != (const void *)t->io)
-        return -1;
-    return t->buf.first < t->buf.last;
+    return cps_lsock_buffered(t);
 }
 
 

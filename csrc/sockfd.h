@@ -8,7 +8,7 @@
 ** A class is trusted only after getfd and that int agreed on one of its
 ** objects; anything else always goes through getfd. For a LuaSocket TCP
 ** client the core also reads whether its receive buffer holds data, what
-** the dirty method answers (sockfd.c says how it recognises the layout).
+** the dirty method answers (lsock.h says how it recognises the layout).
 */
 #ifndef CPS_SOCKFD_H
 #define CPS_SOCKFD_H

@@ -43,6 +43,7 @@ build = {
         "csrc/core.c",
         "csrc/heap.c",
         "csrc/loop.c",
+        "csrc/lsock.c",
         "csrc/poller.c",
         "csrc/poller_epoll.c",
         "csrc/poller_poll.c",
