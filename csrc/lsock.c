@@ -135,13 +135,17 @@ int cps_lsock_receive(lua_State *L, struct cps_lsock *t, int pat, int prefix) {
         const char *data, *nl;
         size_t count;
         err = get(t, &data, &count);
-        /* the common case: the whole line is there, with no '\r' */
-        if (size == 0 && (nl = memchr(data, '\n', count)) != NULL
-            && memchr(data, '\r', (size_t)(nl - data)) == NULL) {
-            lua_pushlstring(L, data, (size_t)(nl - data));
-            skip(t, (size_t)(nl - data) + 1);
-            results(L, t, IO_DONE);
-            return 1;
+        /* the common case: the whole line is there, with no '\r' but
+           perhaps the one that ends it */
+        if (size == 0 && (nl = memchr(data, '\n', count)) != NULL) {
+            size_t n = (size_t)(nl - data);
+            size_t k = n > 0 && data[n - 1] == '\r' ? n - 1 : n;
+            if (memchr(data, '\r', k) == NULL) {
+                lua_pushlstring(L, data, k);
+                skip(t, n + 1);
+                results(L, t, IO_DONE);
+                return 1;
+            }
         }
         luaL_buffinit(L, &b);
         luaL_addlstring(&b, part, size);
