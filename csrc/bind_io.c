@@ -51,9 +51,9 @@ enum { M_TCP = 1, M_DRAINED = 2, M_UDP = 3, M_KIND = 3, M_TIMED = 4 };
 
 /* stages, the context of the continuations: K_X calls or yields, K_XED
    takes its results. K_DIRECT is added to the stages of a LuaSocket TCP
-   client: its receive and send are done in place (lsock.h) while its
-   layout is recognised and its LuaSocket timeout zero, instead of calling
-   its method. */
+   client whose layout io_receive or io_send recognised: its receive and
+   send are done in place (lsock.h) while its LuaSocket timeout is zero,
+   instead of calling its method. */
 enum { K_SLOW, K_DIRTY, K_DIRTIED, K_CALL, K_CALLED, K_WAITED, K_LAST, K_BUDGET };
 enum { K_STAGE = 0xff, K_DIRECT = 0x100 };
 
@@ -78,6 +78,14 @@ static int mark_of(lua_State *L) {
         m = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
     return (m & M_KIND) == M_TCP || (m & M_KIND) == M_DRAINED ? m : 0;
+}
+
+
+/* K_DIRECT for a LuaSocket TCP client (the socket of trusted class cls)
+   whose layout is recognised, else 0 */
+static int direct_of(lua_State *L, const struct cps_loop *loop, int cls) {
+    return cls >= 0 && loop->fdclasses.tcp_client[cls] && cps_lsock_layout(L, 1) != NULL
+         ? K_DIRECT : 0;
 }
 
 
@@ -170,8 +178,8 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx);
 
 /* socket:receive(pattern, prefix) */
 static void call_receive(lua_State *L, int stage) {
-    struct cps_lsock *t;
-    if ((stage & K_DIRECT) && (t = cps_lsock_get(L, 1)) != NULL && cps_lsock_receive(L, t, 2, 3))
+    struct cps_lsock *t = stage & K_DIRECT ? lua_touserdata(L, 1) : NULL;
+    if (t != NULL && cps_lsock_nonblocking(t) && cps_lsock_receive(L, t, 2, 3))
         return;
     lua_pushvalue(L, UV_METHOD);
     lua_gettable(L, 1);
@@ -257,7 +265,7 @@ static int io_receive(lua_State *L) {
     if (mark == 0 || loop->debug)
         return to_slow(L, receive_k);
     cls = cps_sockfd_class(L, &loop->fdclasses, 1);
-    direct = cls >= 0 && loop->fdclasses.tcp_client[cls] ? K_DIRECT : 0;
+    direct = direct_of(L, loop, cls);
     if (t2 == LUA_TNUMBER) {
         double n = lua_tonumber(L, 2);
         if (!(n >= 0))
@@ -284,7 +292,7 @@ static int io_receive(lua_State *L) {
     push_deadline(L, t);
     if ((mark & M_KIND) == M_TCP)
         return receive_run(L, K_CALL | direct);
-    switch (cps_sockfd_buffered(L, &loop->fdclasses, cls, 1)) {
+    switch (direct ? cps_lsock_buffered(lua_touserdata(L, 1)) : -1) {
     case 0:
         return wait_for(L, &cps_mark_read, 4, K_WAITED | direct, receive_k);
     case 1:
@@ -301,8 +309,8 @@ static int send_k(lua_State *L, int status, lua_KContext ctx);
 
 /* socket:send(data, last + 1, to) */
 static void call_send(lua_State *L, int stage) {
-    struct cps_lsock *t;
-    if ((stage & K_DIRECT) && (t = cps_lsock_get(L, 1)) != NULL) {
+    struct cps_lsock *t = stage & K_DIRECT ? lua_touserdata(L, 1) : NULL;
+    if (t != NULL && cps_lsock_nonblocking(t)) {
         size_t size;
         const char *s = lua_tolstring(L, 2, &size);
         if (cps_lsock_send(L, t, s, size, lua_tonumber(L, 3) + 1, lua_isnil(L, 4) ? -1 : lua_tonumber(L, 4)))
@@ -364,7 +372,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 /* copas.send(socket, data [, i [, j]]) */
 static int io_send(lua_State *L) {
     const struct cps_loop *loop = lua_touserdata(L, UV_LOOP);
-    int mark, cls, t3, t4;
+    int mark, t3, t4;
     lua_settop(L, 4);
     t3 = lua_type(L, 3);
     t4 = lua_type(L, 4);
@@ -381,8 +389,7 @@ static int io_send(lua_State *L) {
     }
     lua_replace(L, 3);
     push_deadline(L, timeout_of(L, mark, "send"));
-    cls = cps_sockfd_class(L, &loop->fdclasses, 1);
-    return send_run(L, K_CALL | (cls >= 0 && loop->fdclasses.tcp_client[cls] ? K_DIRECT : 0));
+    return send_run(L, K_CALL | direct_of(L, loop, cps_sockfd_class(L, &loop->fdclasses, 1)));
 }
 
 

@@ -16,8 +16,8 @@
 #define FITS(d) ((d) > -1e18 && (d) < 1e18)
 
 
-const struct cps_lsock *cps_lsock_layout(lua_State *L, int idx) {
-    const struct cps_lsock *t;
+struct cps_lsock *cps_lsock_layout(lua_State *L, int idx) {
+    struct cps_lsock *t;
     if (lua_type(L, idx) != LUA_TUSERDATA || cps_rawlen(L, idx) != sizeof *t)
         return NULL;
     t = lua_touserdata(L, idx);
@@ -25,12 +25,6 @@ const struct cps_lsock *cps_lsock_layout(lua_State *L, int idx) {
         || t->buf.tm != (const void *)&t->tm)
         return NULL;
     return t;
-}
-
-
-struct cps_lsock *cps_lsock_get(lua_State *L, int idx) {
-    struct cps_lsock *t = (struct cps_lsock *)cps_lsock_layout(L, idx);
-    return t != NULL && t->tm.block == 0.0 ? t : NULL;
 }
 
 

@@ -56,11 +56,14 @@ struct cps_lsock {
 };
 
 /* the userdata at idx as LuaSocket's TCP client, or NULL when its layout
-   is not recognised; the caller knows its class is "tcp{client}" */
-const struct cps_lsock *cps_lsock_layout(lua_State *L, int idx);
+   is not recognised; the caller knows its class is "tcp{client}". An
+   object's layout does not change while it lives. */
+struct cps_lsock *cps_lsock_layout(lua_State *L, int idx);
 
-/* the same, and only while its LuaSocket timeout is zero */
-struct cps_lsock *cps_lsock_get(lua_State *L, int idx);
+/* 1 while its LuaSocket timeout is zero: only then is it worked in place */
+static inline int cps_lsock_nonblocking(const struct cps_lsock *t) {
+    return t->tm.block == 0.0;
+}
 
 /* 1 if its receive buffer holds data (what dirty() answers) */
 static inline int cps_lsock_buffered(const struct cps_lsock *t) {

@@ -2,7 +2,6 @@
 #include <string.h>
 
 #include "compat.h"
-#include "lsock.h"
 #include "sockfd.h"
 
 /* LuaSocket's and LuaSec's class names (their registry metatables) */
@@ -83,14 +82,6 @@ int cps_sockfd_class(lua_State *L, const struct cps_fdclasses *c, int idx) {
                 return i;
     }
     return -1;
-}
-
-
-int cps_sockfd_buffered(lua_State *L, const struct cps_fdclasses *c, int cls, int idx) {
-    const struct cps_lsock *t;
-    if (cls < 0 || !c->tcp_client[cls] || (t = cps_lsock_layout(L, idx)) == NULL)
-        return -1;
-    return cps_lsock_buffered(t);
 }
 
 

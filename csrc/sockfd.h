@@ -6,9 +6,7 @@
 ** the first member of the userdata (t_socket sock, an int on POSIX: tcp.h,
 ** udp.h, ssl.h), so for their classes the descriptor is read from there.
 ** A class is trusted only after getfd and that int agreed on one of its
-** objects; anything else always goes through getfd. For a LuaSocket TCP
-** client the core also reads whether its receive buffer holds data, what
-** the dirty method answers (lsock.h says how it recognises the layout).
+** objects; anything else always goes through getfd.
 */
 #ifndef CPS_SOCKFD_H
 #define CPS_SOCKFD_H
@@ -34,10 +32,5 @@ int cps_sockfd(lua_State *L, struct cps_fdclasses *c, int idx);
    LuaSocket or LuaSec object of such a class reads a line for a nil
    receive pattern as for "*l" */
 int cps_sockfd_class(lua_State *L, const struct cps_fdclasses *c, int idx);
-
-/* for a LuaSocket TCP client of class cls (cps_sockfd_class): 1 if its
-   receive buffer holds data, 0 if not (its dirty method's answer, without
-   the call); -1 for anything else */
-int cps_sockfd_buffered(lua_State *L, const struct cps_fdclasses *c, int cls, int idx);
 
 #endif
