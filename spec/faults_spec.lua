@@ -113,6 +113,9 @@ local listen = helpers.listen
 local function pack(...) return { ... } end
 
 local function full_gc()
+  -- LuaJIT's compiled traces keep the objects they were recorded on alive;
+  -- dropping them first lets a collection free what nothing else refers to
+  if jit then jit.flush() end
   collectgarbage("collect")
   collectgarbage("collect")
 end
