@@ -81,9 +81,16 @@ static int mark_of(lua_State *L) {
 }
 
 
-/* K_DIRECT for a LuaSocket TCP client (the socket of trusted class cls)
-   whose layout is recognised, else 0 */
-static int direct_of(lua_State *L, const struct cps_loop *loop, int cls) {
+/* K_DIRECT for a LuaSocket TCP client whose layout is recognised, else
+   0; *known: the socket is of a class the core trusts */
+static int direct_of(lua_State *L, const struct cps_loop *loop, int *known) {
+    int cls;
+    if (cps_loop_owned(L, loop, 1) >= 0) {      /* checked when claimed */
+        *known = 1;
+        return K_DIRECT;
+    }
+    cls = cps_sockfd_class(L, &loop->fdclasses, 1);
+    *known = cls >= 0;
     return cls >= 0 && loop->fdclasses.tcp_client[cls] && cps_lsock_layout(L, 1) != NULL
          ? K_DIRECT : 0;
 }
@@ -257,15 +264,14 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
 /* copas.receive(socket [, pattern [, prefix]]) */
 static int io_receive(lua_State *L) {
     const struct cps_loop *loop = lua_touserdata(L, UV_LOOP);
-    int mark, cls, t2, direct;
+    int mark, known, t2, direct;
     double t;
     lua_settop(L, 3);
     t2 = lua_type(L, 2);
     mark = mark_of(L);
     if (mark == 0 || loop->debug)
         return to_slow(L, receive_k);
-    cls = cps_sockfd_class(L, &loop->fdclasses, 1);
-    direct = direct_of(L, loop, cls);
+    direct = direct_of(L, loop, &known);
     if (t2 == LUA_TNUMBER) {
         double n = lua_tonumber(L, 2);
         if (!(n >= 0))
@@ -280,7 +286,7 @@ static int io_receive(lua_State *L) {
             if (t2 != LUA_TSTRING || len != 2 || p[0] != '*' || p[1] != 'l')
                 return to_slow(L, receive_k);
         }
-        if (cls < 0)
+        if (!known)
             lua_pushliteral(L, "*l");
         else
             lua_pushnil(L);
@@ -372,7 +378,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 /* copas.send(socket, data [, i [, j]]) */
 static int io_send(lua_State *L) {
     const struct cps_loop *loop = lua_touserdata(L, UV_LOOP);
-    int mark, t3, t4;
+    int mark, known, t3, t4;
     lua_settop(L, 4);
     t3 = lua_type(L, 3);
     t4 = lua_type(L, 4);
@@ -389,7 +395,7 @@ static int io_send(lua_State *L) {
     }
     lua_replace(L, 3);
     push_deadline(L, timeout_of(L, mark, "send"));
-    return send_run(L, K_CALL | direct_of(L, loop, cps_sockfd_class(L, &loop->fdclasses, 1)));
+    return send_run(L, K_CALL | direct_of(L, loop, &known));
 }
 
 

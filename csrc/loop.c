@@ -15,6 +15,7 @@
 #include "compat.h"
 #include "clock.h"
 #include "loop.h"
+#include "lsock.h"
 
 /* the queue markers threads yield with; their addresses are the values */
 extern const char cps_mark_read, cps_mark_write, cps_mark_sleep, cps_mark_join;
@@ -415,6 +416,72 @@ void cps_loop_drop(lua_State *L, struct cps_loop *loop, struct cps_thread *th) {
 
 /* ------------------------------------------------------------- waiting */
 
+/*
+** Owned sockets. Finding out whether the socket a thread waits on is the
+** one its descriptor is registered for takes a registry and a table lookup
+** (same_sock), and its descriptor a class check; together a tenth of the
+** instructions of an echo round trip. A LuaSocket TCP client the core
+** claims a descriptor for is also marked as the loop's own: the loop's
+** address goes into the object's user value (LuaSocket leaves it unused)
+** and the object's address into the descriptor's entry. Later both are
+** compared, with no lookup. Both must match: an object collected while
+** registered and a new one made at the same address has no user value,
+** so a reused address is never mistaken for the claimed socket. Lua 5.1
+** has no user values on such objects and always looks up.
+*/
+
+/* mark the socket at the top of L, just claimed for entry e, as owned */
+static void own(lua_State *L, struct cps_loop *loop, struct cps_fdent *e) {
+    e->owner = NULL;
+#if LUA_VERSION_NUM >= 503
+    {
+        int cls = cps_sockfd_class(L, &loop->fdclasses, -1), set = 1;
+        if (cls < 0 || !loop->fdclasses.tcp_client[cls] || cps_lsock_layout(L, lua_gettop(L)) == NULL)
+            return;
+        lua_pushlightuserdata(L, loop);
+#if LUA_VERSION_NUM >= 504
+        set = lua_setiuservalue(L, -2, 1);
+#else
+        lua_setuservalue(L, -2);
+#endif
+        if (set)
+            e->owner = lua_touserdata(L, -1);
+    }
+#else
+    (void)L;
+    (void)loop;
+#endif
+}
+
+
+int cps_loop_owned(lua_State *L, const struct cps_loop *loop, int idx) {
+#if LUA_VERSION_NUM >= 503
+    const struct cps_lsock *t;
+    const struct cps_fdent *e;
+    const void *mark;
+    if (lua_type(L, idx) != LUA_TUSERDATA)
+        return -1;
+#if LUA_VERSION_NUM >= 504
+    lua_getiuservalue(L, idx, 1);
+#else
+    lua_getuservalue(L, idx);
+#endif
+    mark = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (mark != loop)
+        return -1;
+    t = lua_touserdata(L, idx);
+    e = cps_waitset_find(&loop->ws, t->sock);
+    return e != NULL && e->owner == t ? t->sock : -1;
+#else
+    (void)L;
+    (void)loop;
+    (void)idx;
+    return -1;
+#endif
+}
+
+
 /* the socket at the top of L takes descriptor fd (entry e) */
 static void claim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent *e) {
     if (e->claimed) {
@@ -433,12 +500,23 @@ static void claim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent 
     e->claimed = 1;
     lua_pushvalue(L, -1);
     set_sock(L, loop, fd);
+    own(L, loop, e);
 }
 
 
-/* `th` waits for fd in direction dir; its socket is at the top of L */
-static void wait_io(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
-                    int fd, unsigned dir, int has_deadline, double deadline) {
+/* fd (entry e) has no socket any more */
+static void unclaim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent *e) {
+    e->claimed = 0;
+    e->owner = NULL;
+    lua_pushnil(L);
+    set_sock(L, loop, fd);
+}
+
+
+/* `th` waits for fd in direction dir; its socket is at the top of L
+   (owned: known to be the one fd is registered for) */
+static void wait_io(lua_State *L, struct cps_loop *loop, struct cps_thread *th, int fd,
+                    int owned, unsigned dir, int has_deadline, double deadline) {
     struct cps_fdent *e;
     if (fd < 0) {                               /* closed: the retry says so */
         cps_loop_make_ready(loop, th, CPS_R_READY);
@@ -449,7 +527,7 @@ static void wait_io(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
         th->err = ENOMEM;
         return;
     }
-    if (!same_sock(L, loop, fd, -1))
+    if (!owned && !same_sock(L, loop, fd, -1))
         claim(L, loop, fd, e);
     if (has_deadline && cps_heap_reserve(&loop->heap, 1) == 0) {
         cps_heap_push(&loop->heap, &th->sleep, deadline);
@@ -524,12 +602,15 @@ static void on_yield(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
     } else if (mark == &cps_mark_read || mark == &cps_mark_write) {
         int has_deadline = nres >= 3 && lua_type(co, base + 2) == LUA_TNUMBER;
         double deadline = has_deadline ? lua_tonumber(co, base + 2) : 0;
-        int fd;
+        int fd, owned;
         lua_pushvalue(co, base);
         lua_xmove(co, L, 1);                    /* socket on L */
         lua_pop(co, nres);
-        fd = cps_sockfd(L, &loop->fdclasses, -1);
-        wait_io(L, loop, th, fd, mark == &cps_mark_read ? CPS_READ : CPS_WRITE,
+        fd = cps_loop_owned(L, loop, -1);
+        owned = fd >= 0;
+        if (!owned)
+            fd = cps_sockfd(L, &loop->fdclasses, -1);
+        wait_io(L, loop, th, fd, owned, mark == &cps_mark_read ? CPS_READ : CPS_WRITE,
                 has_deadline, deadline);
         lua_pop(L, 1);
     } else if (mark == &cps_mark_join) {
@@ -664,9 +745,7 @@ static void forget_fd(lua_State *L, struct cps_loop *loop, int fd, struct cps_fd
         loop->ops->unwatch(loop->poller, fd);
         e->kmask = 0;
     }
-    e->claimed = 0;
-    lua_pushnil(L);
-    set_sock(L, loop, fd);
+    unclaim(L, loop, fd, e);
 }
 
 
@@ -743,11 +822,8 @@ static void settle(lua_State *L, struct cps_loop *loop) {
             e->kmask = w;
         }
         e->changed = 0;
-        if (w == 0 && e->claimed) {
-            e->claimed = 0;
-            lua_pushnil(L);
-            set_sock(L, loop, fd);
-        }
+        if (w == 0 && e->claimed)
+            unclaim(L, loop, fd, e);
     }
     ws->nchanged = 0;
 }

@@ -15,10 +15,12 @@
 
 struct cps_fdent {
     struct cps_link readers, writers;   /* threads, through their link */
+    const void *owner;                  /* the claiming object, when the loop
+                                           marked it as its own (loop.c) */
     unsigned kmask;                     /* what the kernel watches */
-    int server;                         /* server socket: always wants READ */
-    int changed;                        /* listed in the change list */
-    int claimed;                        /* a socket owns it; which one is in
+    unsigned char server;               /* server socket: always wants READ */
+    unsigned char changed;              /* listed in the change list */
+    unsigned char claimed;              /* a socket owns it; which one is in
                                            the loop's weak fd -> socket table */
 };
 
