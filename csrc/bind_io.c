@@ -17,7 +17,8 @@
 **
 ** The Lua layer owns the tables read here (upvalues): the socket marks
 ** (`nonblocking`: TCP, DRAINED or UDP, plus TIMED) and the socket
-** timeouts. The steps and their order are those of the Lua functions,
+** timeouts. It changes a mark only through set_mark (io_setmark), so the
+** copy an owned socket's entry keeps (loop.h) stays right. The steps and their order are those of the Lua functions,
 ** which remain for Lua 5.1 and LuaJIT (no continuations) and the test
 ** mode.
 **
@@ -70,22 +71,43 @@ static int must_wait(lua_State *L, int idx) {
 }
 
 
-/* marks[socket] of a TCP socket, else 0 */
-static int mark_of(lua_State *L) {
+/* marks[socket] of a TCP socket, else 0. The entry e of an owned socket
+   (loop.h) keeps its mark: every change goes through store_mark. */
+static int mark_of(lua_State *L, struct cps_fdent *e) {
     int m = 0;
-    lua_pushvalue(L, 1);
-    if (lua_rawget(L, UV_MARKS) == LUA_TNUMBER)
-        m = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
+    if (e != NULL && e->mark != 0) {
+        m = e->mark;
+    } else {
+        lua_pushvalue(L, 1);
+        if (lua_rawget(L, UV_MARKS) == LUA_TNUMBER)
+            m = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (e != NULL && m > 0 && m <= M_KIND + M_TIMED)
+            e->mark = (unsigned char)m;
+    }
     return (m & M_KIND) == M_TCP || (m & M_KIND) == M_DRAINED ? m : 0;
 }
 
 
+/* marks[socket] = the value at idx, and in the entry of an owned socket */
+static void store_mark(lua_State *L, struct cps_fdent *e, int idx) {
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, idx);
+    lua_rawset(L, UV_MARKS);
+    if (e != NULL) {
+        lua_Integer m = lua_tointeger(L, idx);
+        e->mark = (unsigned char)(m > 0 && m <= M_KIND + M_TIMED ? m : 0);
+    }
+}
+
+
 /* K_DIRECT for a LuaSocket TCP client whose layout is recognised, else
-   0; *known: the socket is of a class the core trusts */
-static int direct_of(lua_State *L, const struct cps_loop *loop, int *known) {
+   0; *known: the socket is of a class the core trusts. e: the socket's
+   entry if it is owned */
+static int direct_of(lua_State *L, const struct cps_loop *loop, const struct cps_fdent *e,
+                     int *known) {
     int cls;
-    if (cps_loop_owned(L, loop, 1) >= 0) {      /* checked when claimed */
+    if (e != NULL) {                            /* checked when claimed */
         *known = 1;
         return K_DIRECT;
     }
@@ -217,6 +239,7 @@ static int receive_run(lua_State *L, int ctx) {
             call_receive(L, K_CALLED | direct);
             /* fallthrough */
         case K_CALLED: {                         /* data, err, partial */
+            struct cps_fdent *e;
             const char *dir;
             int mark;
             if (!lua_isnil(L, -3) || !must_wait(L, -2))
@@ -224,13 +247,14 @@ static int receive_run(lua_State *L, int ctx) {
             dir = lua_rawlen(L, -2) == 9 ? &cps_mark_write : &cps_mark_read;   /* wantwrite */
             lua_replace(L, 3);
             lua_pop(L, 2);
-            mark = mark_of(L);
+            e = cps_loop_owned(L, lua_touserdata(L, UV_LOOP), 1);
+            mark = mark_of(L, e);
             if ((mark & M_KIND) == M_TCP) {         /* found nothing: DRAINED */
                 lua_getfield(L, 1, "dirty");
                 if (!lua_isnil(L, -1)) {
-                    lua_pushvalue(L, 1);
                     lua_pushinteger(L, mark - M_TCP + M_DRAINED);
-                    lua_rawset(L, UV_MARKS);
+                    store_mark(L, e, lua_gettop(L));
+                    lua_pop(L, 1);
                 }
                 lua_pop(L, 1);
             }
@@ -264,14 +288,16 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
 /* copas.receive(socket [, pattern [, prefix]]) */
 static int io_receive(lua_State *L) {
     const struct cps_loop *loop = lua_touserdata(L, UV_LOOP);
+    struct cps_fdent *e;
     int mark, known, t2, direct;
     double t;
     lua_settop(L, 3);
     t2 = lua_type(L, 2);
-    mark = mark_of(L);
+    e = cps_loop_owned(L, loop, 1);
+    mark = mark_of(L, e);
     if (mark == 0 || loop->debug)
         return to_slow(L, receive_k);
-    direct = direct_of(L, loop, &known);
+    direct = direct_of(L, loop, e, &known);
     if (t2 == LUA_TNUMBER) {
         double n = lua_tonumber(L, 2);
         if (!(n >= 0))
@@ -378,11 +404,13 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 /* copas.send(socket, data [, i [, j]]) */
 static int io_send(lua_State *L) {
     const struct cps_loop *loop = lua_touserdata(L, UV_LOOP);
+    struct cps_fdent *e;
     int mark, known, t3, t4;
     lua_settop(L, 4);
     t3 = lua_type(L, 3);
     t4 = lua_type(L, 4);
-    mark = mark_of(L);
+    e = cps_loop_owned(L, loop, 1);
+    mark = mark_of(L, e);
     if (mark == 0 || loop->debug || lua_type(L, 2) != LUA_TSTRING
         || (t3 != LUA_TNIL && t3 != LUA_TNUMBER) || (t4 != LUA_TNIL && t4 != LUA_TNUMBER))
         return to_slow(L, send_k);
@@ -395,12 +423,21 @@ static int io_send(lua_State *L) {
     }
     lua_replace(L, 3);
     push_deadline(L, timeout_of(L, mark, "send"));
-    return send_run(L, K_CALL | direct_of(L, loop, &known));
+    return send_run(L, K_CALL | direct_of(L, loop, e, &known));
+}
+
+
+/* set_mark(socket, mark): the Lua layer's one way to change a mark */
+static int io_setmark(lua_State *L) {
+    lua_settop(L, 2);
+    store_mark(L, cps_loop_owned(L, lua_touserdata(L, UV_LOOP), 1), 2);
+    return 0;
 }
 
 
 /* loop:iofns(marks, timeouts, timeout_error, receive_slow, send_slow)
-   -> receive, send (nothing before Lua 5.3); the loop is checked by the caller */
+   -> receive, send, set_mark (nothing before Lua 5.3); the loop is checked
+   by the caller */
 int cps_bind_iofns(lua_State *L) {
     int i;
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -417,7 +454,10 @@ int cps_bind_iofns(lua_State *L) {
         lua_pushstring(L, i == 0 ? "receive" : "send");
         lua_pushcclosure(L, i == 0 ? io_receive : io_send, 6);
     }
-    return 2;
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, io_setmark, 2);
+    return 3;
 }
 
 #else

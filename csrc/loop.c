@@ -433,6 +433,7 @@ void cps_loop_drop(lua_State *L, struct cps_loop *loop, struct cps_thread *th) {
 /* mark the socket at the top of L, just claimed for entry e, as owned */
 static void own(lua_State *L, struct cps_loop *loop, struct cps_fdent *e) {
     e->owner = NULL;
+    e->mark = 0;
 #if LUA_VERSION_NUM >= 503
     {
         int cls = cps_sockfd_class(L, &loop->fdclasses, -1), set = 1;
@@ -454,13 +455,13 @@ static void own(lua_State *L, struct cps_loop *loop, struct cps_fdent *e) {
 }
 
 
-int cps_loop_owned(lua_State *L, const struct cps_loop *loop, int idx) {
+struct cps_fdent *cps_loop_owned(lua_State *L, const struct cps_loop *loop, int idx) {
 #if LUA_VERSION_NUM >= 503
     const struct cps_lsock *t;
-    const struct cps_fdent *e;
+    struct cps_fdent *e;
     const void *mark;
     if (lua_type(L, idx) != LUA_TUSERDATA)
-        return -1;
+        return NULL;
 #if LUA_VERSION_NUM >= 504
     lua_getiuservalue(L, idx, 1);
 #else
@@ -469,15 +470,15 @@ int cps_loop_owned(lua_State *L, const struct cps_loop *loop, int idx) {
     mark = lua_touserdata(L, -1);
     lua_pop(L, 1);
     if (mark != loop)
-        return -1;
+        return NULL;
     t = lua_touserdata(L, idx);
     e = cps_waitset_find(&loop->ws, t->sock);
-    return e != NULL && e->owner == t ? t->sock : -1;
+    return e != NULL && e->owner == t ? e : NULL;
 #else
     (void)L;
     (void)loop;
     (void)idx;
-    return -1;
+    return NULL;
 #endif
 }
 
@@ -508,6 +509,7 @@ static void claim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent 
 static void unclaim(lua_State *L, struct cps_loop *loop, int fd, struct cps_fdent *e) {
     e->claimed = 0;
     e->owner = NULL;
+    e->mark = 0;
     lua_pushnil(L);
     set_sock(L, loop, fd);
 }
@@ -606,10 +608,8 @@ static void on_yield(lua_State *L, struct cps_loop *loop, struct cps_thread *th,
         lua_pushvalue(co, base);
         lua_xmove(co, L, 1);                    /* socket on L */
         lua_pop(co, nres);
-        fd = cps_loop_owned(L, loop, -1);
-        owned = fd >= 0;
-        if (!owned)
-            fd = cps_sockfd(L, &loop->fdclasses, -1);
+        owned = cps_loop_owned(L, loop, -1) != NULL;
+        fd = owned ? *(const int *)lua_touserdata(L, -1) : cps_sockfd(L, &loop->fdclasses, -1);
         wait_io(L, loop, th, fd, owned, mark == &cps_mark_read ? CPS_READ : CPS_WRITE,
                 has_deadline, deadline);
         lua_pop(L, 1);

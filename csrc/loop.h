@@ -112,10 +112,10 @@ void cps_loop_remove_all(lua_State *L, struct cps_loop *loop);
    reserved room in the heap */
 void cps_loop_set_timeout(lua_State *L, struct cps_loop *loop, struct cps_thread *th, double delay);
 
-/* the descriptor of the socket at `idx` when it is the object the loop
-   claimed that descriptor for and marked as its own (a LuaSocket TCP
-   client, Lua 5.3 and later), else -1; no table lookup (loop.c) */
-int cps_loop_owned(lua_State *L, const struct cps_loop *loop, int idx);
+/* the entry of the descriptor of the socket at `idx` when the socket is
+   the object the loop claimed it for and marked as its own (a LuaSocket
+   TCP client, Lua 5.3 and later), else NULL; no table lookup (loop.c) */
+struct cps_fdent *cps_loop_owned(lua_State *L, const struct cps_loop *loop, int idx);
 
 /* wake everyone waiting on the socket at `idx` and forget its descriptor */
 void cps_loop_forget_socket(lua_State *L, struct cps_loop *loop, int idx);

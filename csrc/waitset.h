@@ -22,6 +22,8 @@ struct cps_fdent {
     unsigned char changed;              /* listed in the change list */
     unsigned char claimed;              /* a socket owns it; which one is in
                                            the loop's weak fd -> socket table */
+    unsigned char mark;                 /* the owner's mark, kept for the
+                                           Lua layer (bind_io.c); 0: none */
 };
 
 struct cps_waitset {

@@ -79,6 +79,9 @@ local exit_waiters = {}                             -- threads in waitforexit, i
 -- all they need of a socket from one lookup.
 local nonblocking = setmetatable({}, weak_keys)
 local TCP, DRAINED, UDP, TIMED = 1, 2, 3, 4
+-- every change of a mark goes through set_mark: on Lua 5.3 and later the
+-- core's version (below), which also updates the copy it keeps
+local function set_mark(skt, mark) nonblocking[skt] = mark end
 local debug_log                                     -- logger while debugging
 local exiting = false
 
@@ -103,7 +106,7 @@ end
 local function make_nonblocking(skt)
   if not nonblocking[skt] then
     skt:settimeout(0)
-    nonblocking[skt] = (is_udp(skt) and UDP or TCP) + (sock_timeouts[skt] and TIMED or 0)
+    set_mark(skt, (is_udp(skt) and UDP or TCP) + (sock_timeouts[skt] and TIMED or 0))
   end
 end
 
@@ -115,7 +118,7 @@ end
 local function set_timeouts(skt, t)
   sock_timeouts[skt] = t
   local mark = nonblocking[skt]
-  if mark and mark < TIMED then nonblocking[skt] = mark + TIMED end
+  if mark and mark < TIMED then set_mark(skt, mark + TIMED) end
 end
 
 
@@ -935,7 +938,7 @@ local function do_receive(client, pattern, part, partial, timeout)
     end
     do
       local mark = nonblocking[client]
-      if mark % TIMED == TCP and client.dirty then nonblocking[client] = mark - TCP + DRAINED end
+      if mark % TIMED == TCP and client.dirty then set_mark(client, mark - TCP + DRAINED) end
     end
     if not wait(client, dir, deadline) then
       return last_receive(client, pattern, part)
@@ -1076,11 +1079,12 @@ function copas.send(client, data, from, to)
 end
 
 do
-  local receive, send = loop:iofns(nonblocking, sock_timeouts, timeout_error,
+  local receive, send, setmark = loop:iofns(nonblocking, sock_timeouts, timeout_error,
     copas.receive, copas.send)
   if receive and not test_mode then
     copas.receive, copas.send, io_up = receive, send, 1
   end
+  set_mark = setmark or set_mark
 end
 
 --- Deprecated: `client:sendto(data, ip, port)`, which never waits.

@@ -53,6 +53,26 @@ describe("a TCP client the core waited on", function()
     assert.is_true(reused >= ROUNDS / 2, "descriptor reused " .. reused .. " times")
   end)
 
+  it("keeps to a receive timeout set after it was served", function()
+    local a, b = helpers.pair()
+    local got = {}
+    helpers.run_strict(errors, function()
+      copas.addthread(function()
+        for _, line in ipairs({ "one", "two" }) do
+          copas.pause(0.01)
+          assert(copas.send(b, line .. "\n"))
+        end
+      end)
+      got[1] = copas.receive(a, "*l")           -- waits: the core claims a
+      got[2] = copas.receive(a, "*l")           -- waits on it as its own
+      copas.settimeout(a, 0.05)
+      got[3], got[4] = copas.receive(a, "*l")   -- nothing comes
+    end, 10)
+    a:close()
+    b:close()
+    assert.same({ "one", "two", nil, "timeout" }, got)
+  end)
+
   it("is closed by copas and its descriptor goes to a new client, which is served", function()
     local server, port = echo_server()
     local served = 0
