@@ -18,9 +18,9 @@
 ** The Lua layer owns the tables read here (upvalues): the socket marks
 ** (`nonblocking`: TCP, DRAINED or UDP, plus TIMED) and the socket
 ** timeouts. It changes a mark only through set_mark (io_setmark), so the
-** copy an owned socket's entry keeps (loop.h) stays right. The steps and their order are those of the Lua functions,
-** which remain for Lua 5.1 and LuaJIT (no continuations) and the test
-** mode.
+** copy an owned socket's entry keeps (loop.h) stays right. The steps and
+** their order are those of the Lua functions, which remain for Lua 5.1
+** and LuaJIT (no continuations) and the test mode.
 **
 ** Stack of receive: 1 socket, 2 pattern, 3 prefix (the partial result so
 ** far), 4 deadline or nil. Stack of send: 1 socket, 2 data, 3 last byte
