@@ -20,7 +20,7 @@ FUZZ_TARGETS = fuzz_core fuzz_poller
 
 FUZZ_POLLER_SRCS = csrc/poller.c csrc/poller_epoll.c csrc/poller_poll.c csrc/poller_select.c
 FUZZ_CORE_SRCS = csrc/loop.c csrc/heap.c csrc/ready.c csrc/waitset.c csrc/taskset.c \
-                 csrc/thread.c csrc/clock.c csrc/sockfd.c $(FUZZ_POLLER_SRCS)
+                 csrc/thread.c csrc/clock.c csrc/sockfd.c csrc/lsock.c $(FUZZ_POLLER_SRCS)
 
 .PHONY: fuzz fuzz-build
 
