@@ -113,8 +113,7 @@ static int direct_of(lua_State *L, const struct cps_loop *loop, const struct cps
     }
     cls = cps_sockfd_class(L, &loop->fdclasses, 1);
     *known = cls >= 0;
-    return cls >= 0 && loop->fdclasses.tcp_client[cls] && cps_lsock_layout(L, 1) != NULL
-         ? K_DIRECT : 0;
+    return cps_loop_inplace(L, loop, cls, 1) ? K_DIRECT : 0;
 }
 
 

@@ -430,24 +430,22 @@ void cps_loop_drop(lua_State *L, struct cps_loop *loop, struct cps_thread *th) {
 ** has no user values on such objects and always looks up.
 */
 
-/* mark the socket at the top of L, just claimed for entry e, as owned */
+int cps_loop_inplace(lua_State *L, const struct cps_loop *loop, int cls, int idx) {
+    return cls >= 0 && loop->fdclasses.tcp_client[cls] && cps_lsock_layout(L, idx) != NULL;
+}
+
+
+/* mark the socket at the top of L, just claimed for entry e, as owned (an
+   object without a user value slot keeps none: it is never found owned) */
 static void own(lua_State *L, struct cps_loop *loop, struct cps_fdent *e) {
     e->owner = NULL;
     e->mark = 0;
 #if LUA_VERSION_NUM >= 503
-    {
-        int cls = cps_sockfd_class(L, &loop->fdclasses, -1), set = 1;
-        if (cls < 0 || !loop->fdclasses.tcp_client[cls] || cps_lsock_layout(L, lua_gettop(L)) == NULL)
-            return;
-        lua_pushlightuserdata(L, loop);
-#if LUA_VERSION_NUM >= 504
-        set = lua_setiuservalue(L, -2, 1);
-#else
-        lua_setuservalue(L, -2);
-#endif
-        if (set)
-            e->owner = lua_touserdata(L, -1);
-    }
+    if (!cps_loop_inplace(L, loop, cps_sockfd_class(L, &loop->fdclasses, -1), lua_gettop(L)))
+        return;
+    lua_pushlightuserdata(L, loop);
+    cps_setuservalue(L, -2);
+    e->owner = lua_touserdata(L, -1);
 #else
     (void)L;
     (void)loop;
@@ -462,11 +460,7 @@ struct cps_fdent *cps_loop_owned(lua_State *L, const struct cps_loop *loop, int 
     const void *mark;
     if (lua_type(L, idx) != LUA_TUSERDATA)
         return NULL;
-#if LUA_VERSION_NUM >= 504
-    lua_getiuservalue(L, idx, 1);
-#else
-    lua_getuservalue(L, idx);
-#endif
+    cps_getuservalue(L, idx);
     mark = lua_touserdata(L, -1);
     lua_pop(L, 1);
     if (mark != loop)

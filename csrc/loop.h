@@ -112,6 +112,10 @@ void cps_loop_remove_all(lua_State *L, struct cps_loop *loop);
    reserved room in the heap */
 void cps_loop_set_timeout(lua_State *L, struct cps_loop *loop, struct cps_thread *th, double delay);
 
+/* 1 when the socket at `idx`, of trusted class cls (sockfd.h; -1: none),
+   is a LuaSocket TCP client whose layout is recognised (lsock.h) */
+int cps_loop_inplace(lua_State *L, const struct cps_loop *loop, int cls, int idx);
+
 /* the entry of the descriptor of the socket at `idx` when the socket is
    the object the loop claimed it for and marked as its own (a LuaSocket
    TCP client, Lua 5.3 and later), else NULL; no table lookup (loop.c) */
